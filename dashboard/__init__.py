@@ -1,0 +1,1 @@
+"""lossradar's web dashboard: static ES modules and plotly.js, mounted by the server."""

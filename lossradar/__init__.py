@@ -1,0 +1,1 @@
+"""The `lossradar` command line and the end-to-end demo. Sits on top of the three parts."""

@@ -1,0 +1,1 @@
+"""lossradar's metrics service: FastAPI + SQLAlchemy, alerts, notifiers, Prometheus. Never imports torch."""
