@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-#: command -> module whose ``main(argv: list[str]) -> int`` handles it (argv starts with the command).
+#: command -> (module with ``main(argv) -> int``, help); argv starts with the command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("server.cli", "run the metrics server (uvicorn)"),
     "db": ("server.cli", "database migrations: `lossradar db upgrade`"),

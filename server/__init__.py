@@ -1,1 +1,1 @@
-"""lossradar's metrics service: FastAPI + SQLAlchemy, alerts, notifiers, Prometheus. Never imports torch."""
+"""lossradar's metrics service: FastAPI, SQLAlchemy, alerts, notifiers, Prometheus. No torch."""

@@ -17,8 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Third-party top-level modules that torch itself imports.
-TORCH_DEPS = {"torch", "numpy", "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "filelock",
-              "fsspec", "typing_extensions", "functorch", "torchgen", "opt_einsum"}
+TORCH_DEPS = {
+    "torch",
+    "numpy",
+    "sympy",
+    "mpmath",
+    "networkx",
+    "jinja2",
+    "markupsafe",
+    "filelock",
+    "fsspec",
+    "typing_extensions",
+    "functorch",
+    "torchgen",
+    "opt_einsum",
+}
 
 _BLOCKER = textwrap.dedent(
     """
@@ -45,17 +58,16 @@ def _modules(package: str, skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_trainer_hook_imports_with_only_torch_and_numpy() -> None:
     # The Megatron adapter needs megatron-core by definition; everything else needs torch only.
     modules = _modules("trainer_hook", skip=("trainer_hook.megatron",))
     allowed = TORCH_DEPS | {"trainer_hook"}
-    code = _BLOCKER.replace("ALLOWED", repr(allowed)) + "".join(
-        f"import {m}\n" for m in modules
-    )
+    code = _BLOCKER.replace("ALLOWED", repr(allowed)) + "".join(f"import {m}\n" for m in modules)
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr
 
@@ -63,10 +75,14 @@ def test_trainer_hook_imports_with_only_torch_and_numpy() -> None:
 @pytest.mark.parametrize("package", ["server", "dashboard"])
 def test_service_side_never_imports_torch(package: str) -> None:
     modules = _modules(package)
-    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'torch', 'trainer_hook', 'megatron'})\n"
-        "assert not bad, bad\n"
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + (
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'torch', 'trainer_hook', 'megatron'})\n"
+            "assert not bad, bad\n"
+        )
     )
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr
