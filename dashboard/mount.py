@@ -1,0 +1,79 @@
+"""Serve the dashboard from a FastAPI app: `/` (index.html), `/static/*` and plotly.js.
+
+The dashboard is static: plain ES modules with no build step. plotly.js is read from the
+installed `plotly` Python package (`plotly/package_data/plotly.min.js`), so the UI works on
+clusters without internet access. fastapi/starlette are imported inside `mount` only, so
+importing `dashboard` costs nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# Scripts only from this origin: an API string that slipped into the DOM as HTML could still not
+# run. Plotly injects its own <style> elements, hence 'unsafe-inline' for styles only.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def plotly_js_path() -> Path:
+    """Path of plotly.min.js inside the installed `plotly` package.
+
+    Raises RuntimeError naming the fix when the package (or its bundled JS) is missing.
+    """
+    try:
+        path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            "the dashboard needs the 'plotly' Python package for plotly.js; "
+            "install it with: pip install 'lossradar[server]'"
+        ) from exc
+    if not path.is_file():
+        raise RuntimeError(
+            f"plotly.js not found at {path}; reinstall plotly: pip install --force-reinstall plotly"
+        )
+    return path
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard routes to `app`: `/`, `/index.html`, `/static/vendor/plotly.min.js`,
+    `/static/*`.
+
+    Only these paths are taken, so API routes registered before or after keep working.
+    """
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    index = STATIC_DIR / "index.html"
+    plotly_js = plotly_js_path()
+    html_headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+
+    async def dashboard_index() -> FileResponse:
+        return FileResponse(index, media_type="text/html", headers=html_headers)
+
+    async def dashboard_plotly_js() -> FileResponse:
+        return FileResponse(
+            plotly_js,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    app.add_api_route("/", dashboard_index, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/index.html", dashboard_index, methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        "/static/vendor/plotly.min.js",
+        dashboard_plotly_js,
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
