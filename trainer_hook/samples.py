@@ -1,0 +1,131 @@
+"""Per-sample sums of one micro-batch, in fixed-size slots (no host sync, static shapes).
+
+A *sample* is a row, or a packed document inside a row. Each micro-batch is laid out in
+``B * K`` slots, ``K`` slots per row:
+
+============================  =====================  =============================================
+inputs                        K                      slot of token (b, t)
+============================  =====================  =============================================
+ids ``[B]``, no segments      1                      ``b``
+ids ``[B, L]``, no segments   ``C + 1``              ``b*K + channel``  (a row's part per channel)
+segments, no CP               ``L``                  ``b*K + j``, j = index of the contiguous run
+                                                     of equal (segment, channel) in the row
+segments, CP > 1              ``L * CP + 1``         ``b*K + segment_id`` (global document index in
+                                                     ``[0, L*CP)``; other ids: the last slot)
+============================  =====================  =============================================
+
+Each slot holds four sums: loss, tokens, ``(channel + 1) * tokens`` and non-finite tokens. The
+third one recovers a slot's channel after its partial sums were added over the CP group:
+``channel = round(sum / tokens) - 1``. Under CP, segment ids must be the document index inside
+the *full* row, identical on all CP ranks (contiguous runs, as produced by packing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainer_hook.inputs import MicroBatch
+
+LOSS, TOKENS, CHANNEL_TOKENS, NONFINITE = 0, 1, 2, 3
+NUM_SLOT_FIELDS = 4
+
+
+@dataclass(slots=True)
+class SlotStats:
+    """Slot sums of one micro-batch, and per-channel token sums derived from them."""
+
+    sums: torch.Tensor  # [B*K, 4] in the reduction dtype
+    slots_per_row: int  # K
+    slot_of_token: torch.Tensor | None  # [B, L] int64, or None when slot == row
+    slot_channel: torch.Tensor | None  # [B*K] int64 when known exactly on this rank
+    channel_sums: torch.Tensor  # [C+1, 3]: loss, tokens, non-finite tokens per channel
+    segment_overflow_tokens: torch.Tensor | None  # 0-dim, unmasked tokens with a bad segment id
+
+
+def slot_channels(sums: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """Channel of each slot from its (possibly CP-completed) sums; empty slots give 0."""
+    tokens = sums[:, TOKENS].clamp_min(1)
+    ch = torch.round(sums[:, CHANNEL_TOKENS] / tokens).long() - 1
+    return ch.clamp(0, num_channels)
+
+
+def compute_slot_stats(
+    mb: MicroBatch, loss_det: torch.Tensor, num_channels: int, cp_size: int
+) -> SlotStats:
+    """Slot sums and channel sums of one micro-batch.
+
+    ``loss_det`` is the detached per-token loss already cast to the reduction dtype. Masked tokens
+    contribute nothing, even when their loss is NaN; unmasked non-finite losses are summed (so the
+    channel reports NaN/Inf) and counted.
+    """
+    dtype = loss_det.dtype
+    mask_f = mb.mask.to(dtype)
+    lm = torch.where(mb.mask, loss_det, torch.zeros((), dtype=dtype, device=loss_det.device))
+    nonfinite = (mb.mask & ~torch.isfinite(loss_det)).to(dtype)
+    bsz, seq = loss_det.shape
+    c1 = num_channels + 1
+
+    if not mb.per_token_ids and mb.segment_ids is None:
+        tokens = mask_f.sum(1)
+        sums = torch.stack(
+            [lm.sum(1), tokens, (mb.channel_idx + 1).to(dtype) * tokens, nonfinite.sum(1)], dim=1
+        )
+        channel_sums = torch.zeros(c1, 3, dtype=dtype, device=lm.device)
+        channel_sums.index_add_(0, mb.channel_idx, sums[:, [LOSS, TOKENS, NONFINITE]])
+        return SlotStats(sums, 1, None, mb.channel_idx, channel_sums, None)
+
+    ch_tok = mb.channel_idx if mb.per_token_ids else mb.channel_idx[:, None].expand(bsz, seq)
+    rows = torch.arange(bsz, device=lm.device)[:, None]
+    exact = True
+    seg_overflow: torch.Tensor | None = None
+    if mb.segment_ids is None:
+        k = c1
+        key = ch_tok
+    elif cp_size == 1:
+        k = seq
+        seg = mb.segment_ids
+        start = torch.ones_like(mb.mask)
+        start[:, 1:] = (seg[:, 1:] != seg[:, :-1]) | (ch_tok[:, 1:] != ch_tok[:, :-1])
+        key = torch.cumsum(start.long(), dim=1) - 1
+    else:
+        k = seq * cp_size + 1
+        seg = mb.segment_ids
+        bad = (seg < 0) | (seg >= k - 1)
+        key = torch.where(bad, torch.full_like(seg, k - 1), seg)
+        seg_overflow = (bad & mb.mask).to(dtype).sum()
+        exact = False
+    slot = rows * k + key
+    values = torch.stack([lm, mask_f, (ch_tok + 1).to(dtype) * mask_f, nonfinite], dim=-1)
+    sums = torch.zeros(bsz * k, NUM_SLOT_FIELDS, dtype=dtype, device=lm.device)
+    sums.index_add_(0, slot.reshape(-1), values.reshape(-1, NUM_SLOT_FIELDS))
+
+    channel_sums = torch.zeros(c1, 3, dtype=dtype, device=lm.device)
+    slot_channel: torch.Tensor | None = None
+    if exact:
+        slot_channel = torch.zeros(bsz * k, dtype=torch.long, device=lm.device)
+        slot_channel.scatter_(0, slot.reshape(-1), ch_tok.reshape(-1))
+        channel_sums.index_add_(0, slot_channel, sums[:, [LOSS, TOKENS, NONFINITE]])
+    else:
+        channel_sums.index_add_(
+            0, ch_tok.reshape(-1), values[..., [LOSS, TOKENS, NONFINITE]].reshape(-1, 3)
+        )
+    return SlotStats(sums, k, slot, slot_channel, channel_sums, seg_overflow)
+
+
+def sample_mean_sums(
+    sums: torch.Tensor, slot_channel: torch.Tensor, num_channels: int
+) -> torch.Tensor:
+    """Per channel ``[C+1, 2]``: the sum of complete samples' mean losses, and their count.
+
+    A slot is a sample when it holds at least one unmasked token; its mean is loss / tokens.
+    """
+    tokens = sums[:, TOKENS]
+    present = tokens > 0
+    mean = sums[:, LOSS] / tokens.clamp_min(1)
+    zero = torch.zeros((), dtype=sums.dtype, device=sums.device)
+    values = torch.stack([torch.where(present, mean, zero), present.to(sums.dtype)], dim=1)
+    out = torch.zeros(num_channels + 1, 2, dtype=sums.dtype, device=sums.device)
+    out.index_add_(0, slot_channel, values)
+    return out
