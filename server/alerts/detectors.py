@@ -1,0 +1,184 @@
+"""The detectors: pure functions of (persisted JSON state, one observation, thresholds).
+
+Each detector judges one channel (or the run, ``channel=None``) at one step and returns a
+:class:`Verdict`, or ``None`` when the observation holds nothing it can judge (then the alert's
+lifecycle is left as it is). State is a JSON-serialisable dict updated in place, so the server
+stores it in the database and a restart or another replica continues exactly where it stopped.
+The math of each rule is in docs/alerts.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.alerts.forecast import observe
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one channel showed at one logged step (None: no point for that metric)."""
+
+    step: int
+    loss: float | None = None
+    tokens: float | None = None
+    token_share: float | None = None
+    weight: float | None = None
+    target_share: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A detector's judgement: is the condition active, with which value, and why."""
+
+    active: bool
+    value: float
+    summary: str
+
+
+State = dict[str, Any]
+Detector = Callable[[State, Observation, Mapping[str, float]], Verdict | None]
+
+
+def _finite_loss(obs: Observation) -> float | None:
+    if obs.loss is None or not math.isfinite(obs.loss):
+        return None
+    return float(obs.loss)
+
+
+def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the loss is NaN or +-Inf."""
+    if obs.loss is None:
+        return None
+    bad = not math.isfinite(obs.loss)
+    return Verdict(bad, obs.loss, f"loss is {obs.loss}" if bad else "loss is finite")
+
+
+def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the loss jumps ``z`` robust scales (and ``min_jump`` nats) above forecast."""
+    x = _finite_loss(obs)
+    if x is None:
+        return None
+    expected = state["level"] + state["trend"] if "level" in state else x
+    z = observe(state, x, alpha=p["alpha"], clip=4.0)
+    if z is None or state["n"] <= p["min_history"]:
+        return Verdict(False, 0.0, "warming up")
+    jump = x - expected
+    active = z > p["z"] and jump > p["min_jump"]
+    return Verdict(
+        active, z, f"loss {x:.4g} is {jump:+.3g} nats ({z:+.1f} sigma) off {expected:.4g}"
+    )
+
+
+def _cusum(state: State, obs: Observation, p: Mapping[str, float], sign: float) -> float | None:
+    """One-sided CUSUM of clipped standardized residuals; ``sign`` +1 upward, -1 downward."""
+    x = _finite_loss(obs)
+    if x is None:
+        return None
+    z = observe(state, x, alpha=p["alpha"], clip=p["clip"])
+    if z is None or state["n"] <= p["min_history"]:
+        state["cusum"] = 0.0
+        return None
+    step = sign * max(-p["clip"], min(p["clip"], z)) - p["k"]
+    state["cusum"] = min(2.0 * p["h"], max(0.0, float(state.get("cusum", 0.0)) + step))
+    return float(state["cusum"])
+
+
+def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the upward CUSUM of the residual against the channel's own trend exceeds h."""
+    s = _cusum(state, obs, p, +1.0)
+    if s is None:
+        return None if obs.loss is None else Verdict(False, 0.0, "warming up")
+    trend = state["trend"]
+    return Verdict(
+        s > p["h"],
+        s,
+        f"loss {obs.loss:.4g} rising against its trend (CUSUM {s:.1f} > {p['h']:g})"
+        if s > p["h"]
+        else f"CUSUM {s:.1f}, trend {trend:+.3g}/step",
+    )
+
+
+def collapse(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the downward CUSUM (loss falling abnormally fast) exceeds h."""
+    s = _cusum(state, obs, p, -1.0)
+    if s is None:
+        return None if obs.loss is None else Verdict(False, 0.0, "warming up")
+    return Verdict(
+        s > p["h"],
+        s,
+        f"loss {obs.loss:.4g} falling abnormally fast (CUSUM {s:.1f} > {p['h']:g})"
+        if s > p["h"]
+        else f"CUSUM {s:.1f}",
+    )
+
+
+def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the channel's run of logged steps without tokens is implausibly long.
+
+    With presence rate ``q = (present + 1) / (seen + 2)`` (Laplace), a gap of ``g`` steps has
+    chance ``(1 - q)^g``; fire when ``g >= max(min_steps, log(p_false) / log(1 - q))``.
+    """
+    starved = obs.tokens is None or obs.tokens <= 0
+    seen = int(state.get("seen", 0))
+    present = int(state.get("present", 0))
+    gap = int(state.get("gap", 0)) + 1 if starved else 0
+    q = (present + 1) / (seen + 2)
+    needed = max(p["min_steps"], math.log(p["p_false"]) / math.log(max(1e-12, 1.0 - q)))
+    state.update(seen=seen + 1, present=present + (not starved), gap=gap)
+    active = seen >= p["min_history"] and gap >= needed
+    return Verdict(
+        active, float(gap), f"no tokens for {gap} logged steps (present in {q:.0%} of steps)"
+    )
+
+
+def mix_drift(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the EWMA of the token share departs from the target share."""
+    if obs.target_share is None:
+        return None
+    share = 0.0 if obs.token_share is None else float(obs.token_share)
+    if not math.isfinite(share):
+        return None
+    n = int(state.get("n", 0)) + 1
+    a = max(p["alpha"], 1.0 / n)
+    ewma = share if n == 1 else (1 - a) * float(state["ewma"]) + a * share
+    state.update(n=n, ewma=ewma)
+    target = float(obs.target_share)
+    gap = ewma - target
+    active = (
+        n > p["min_history"]
+        and abs(gap) > p["abs_tol"]
+        and abs(gap) > p["rel_tol"] * max(target, 1e-12)
+    )
+    return Verdict(active, ewma, f"token share {ewma:.3g} vs target {target:.3g} ({gap:+.3g})")
+
+
+def weight_saturation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
+    """Active when the weight stays pinned (unchanged, at a bound or off 1) ``steps`` times."""
+    if obs.weight is None or not math.isfinite(obs.weight):
+        return None
+    w = float(obs.weight)
+    prev = state.get("prev")
+    bounds = [b for b in (p["lower"], p["upper"]) if math.isfinite(b)]
+    if bounds:
+        at_bound = any(abs(w - b) <= 1e-4 * max(1.0, abs(b)) for b in bounds)
+    else:
+        at_bound = abs(w - 1.0) > 1e-3
+    unchanged = prev is not None and abs(w - prev) <= p["tol"] * max(1.0, abs(w))
+    state["prev"] = w
+    state["count"] = int(state.get("count", 0)) + 1 if (unchanged and at_bound) else 0
+    count = state["count"]
+    return Verdict(count >= p["steps"], w, f"weight pinned at {w:.4g} for {count} logged steps")
+
+
+DETECTORS: dict[str, Detector] = {
+    "non_finite": non_finite,
+    "spike": spike,
+    "divergence": divergence,
+    "collapse": collapse,
+    "starvation": starvation,
+    "mix_drift": mix_drift,
+    "weight_saturation": weight_saturation,
+}

@@ -1,0 +1,165 @@
+"""Evaluate every rule of one run over newly ingested steps: a pure function of persisted state.
+
+The caller (the ingest listener, or the benchmark) loads the run's :class:`RunAlertState`, calls
+:func:`evaluate`, and stores the state back in the same transaction. Steps at or below the
+run's watermark were already judged: a trainer that resumes from a checkpoint and replays old
+steps does not feed them to the detectors twice.
+
+Blame: when more than ``divergence.majority`` of the channels rise together, the cause is the
+run (learning rate, a bad optimizer step), not a channel's data, so the per-channel divergence
+verdicts are replaced by one run-level divergence alert (``channel=None``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.alerts.detectors import DETECTORS, Observation, State, Verdict
+from server.alerts.lifecycle import AlertStatus, Event, advance
+from server.alerts.rules import RULES, thresholds
+
+AlertKey = tuple[str | None, str]  # (channel or None for the run, rule)
+Overrides = Mapping[str, Mapping[str, float]]
+
+#: Rules judged per channel; run level (channel None) gets non_finite on lm_loss and divergence.
+CHANNEL_RULES = RULES
+
+
+@dataclass(frozen=True, slots=True)
+class StepPoints:
+    """The points of one step: run-level metrics and per-channel metrics."""
+
+    step: int
+    run: Mapping[str, float] = field(default_factory=dict)
+    channels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    wall_time: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class RunAlertState:
+    """Everything the engine remembers about one run between ingests."""
+
+    watermark: int | None = None
+    detectors: dict[AlertKey, State] = field(default_factory=dict)
+    alerts: dict[AlertKey, AlertStatus] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An event of the alert ``key`` (with the alert's state right after it)."""
+
+    channel: str | None
+    rule: str
+    event: Event
+    status: AlertStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunRules:
+    """Channels of a run with their target shares, and threshold override layers."""
+
+    channels: Mapping[str, float | None]
+    layers: tuple[Overrides, ...] = ()  # global, then run
+    channel_layers: Mapping[str, Overrides] = field(default_factory=dict)
+
+    def params(self, rule: str, channel: str | None) -> dict[str, float]:
+        layers = list(self.layers)
+        if channel is not None and channel in self.channel_layers:
+            layers.append(self.channel_layers[channel])
+        return thresholds(rule, *layers)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _observations(points: StepPoints, rules: RunRules) -> dict[str, Observation]:
+    names = list(rules.channels) + [c for c in points.channels if c not in rules.channels]
+    total = sum(
+        t for m in points.channels.values() if (t := _num(m.get("tokens"))) and math.isfinite(t)
+    )
+    out = {}
+    for name in names:
+        m = points.channels.get(name, {})
+        tokens = _num(m.get("tokens"))
+        share = _num(m.get("token_share"))
+        if share is None and tokens is not None and total > 0:
+            share = tokens / total
+        out[name] = Observation(
+            step=points.step,
+            loss=_num(m.get("loss")),
+            tokens=tokens,
+            token_share=share,
+            weight=_num(m.get("weight")),
+            target_share=rules.channels.get(name),
+        )
+    return out
+
+
+def _judge(
+    state: RunAlertState, key: AlertKey, obs: Observation, params: Mapping[str, float]
+) -> Verdict | None:
+    det_state = state.detectors.setdefault(key, {})
+    if params["enabled"] == 0:
+        return None
+    return DETECTORS[key[1]](det_state, obs, params)
+
+
+def evaluate(
+    state: RunAlertState, steps: Iterable[StepPoints], rules: RunRules, *, now: float
+) -> list[Transition]:
+    """Judge every new step in order; mutate ``state``; return the resulting transitions."""
+    out: list[Transition] = []
+    for points in sorted(steps, key=lambda p: p.step):
+        if state.watermark is not None and points.step <= state.watermark:
+            continue  # replayed (resumed) step: already judged
+        state.watermark = points.step
+        when = now if points.wall_time is None else points.wall_time
+        verdicts: dict[AlertKey, Verdict] = {}
+        lm = _num(points.run.get("lm_loss"))
+        if lm is not None:
+            v = _judge(
+                state,
+                (None, "non_finite"),
+                Observation(points.step, loss=lm),
+                rules.params("non_finite", None),
+            )
+            if v is not None:
+                verdicts[(None, "non_finite")] = v
+        if points.channels:  # a step that logged channels: absent channels had no tokens
+            for channel, obs in _observations(points, rules).items():
+                for rule in CHANNEL_RULES:
+                    v = _judge(state, (channel, rule), obs, rules.params(rule, channel))
+                    if v is not None:
+                        verdicts[(channel, rule)] = v
+            _blame_run_for_common_rise(verdicts, rules.params("divergence", None))
+        for key, verdict in verdicts.items():
+            status = state.alerts.setdefault(key, AlertStatus())
+            params = rules.params(key[1], key[0])
+            for event in advance(status, verdict, step=points.step, now=when, params=params):
+                out.append(Transition(key[0], key[1], event, _copy(status)))
+    return out
+
+
+def _blame_run_for_common_rise(verdicts: dict[AlertKey, Verdict], p: Mapping[str, float]) -> None:
+    judged = [(k, v) for k, v in verdicts.items() if k[1] == "divergence" and k[0] is not None]
+    rising = [k for k, v in judged if v.active]
+    if not judged:
+        return
+    common = len(judged) >= 2 and len(rising) > p["majority"] * len(judged)
+    for key in rising if common else ():
+        verdicts[key] = Verdict(False, verdicts[key].value, "rising with the whole run")
+    summary = f"{len(rising)} of {len(judged)} channels rise together"
+    verdicts[(None, "divergence")] = Verdict(common, float(len(rising)), summary)
+
+
+def _copy(status: AlertStatus) -> AlertStatus:
+    return AlertStatus(**{name: getattr(status, name) for name in AlertStatus.__slots__})
