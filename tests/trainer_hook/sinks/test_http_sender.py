@@ -1,0 +1,208 @@
+"""The HTTP sender against an in-process stand-in server: delivery, errors, replay, fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer_hook.sinks import HttpSender, SenderConfig
+
+from .conftest import expected_points, fast_settings, same_points, step_metrics
+from .receiver import Receiver
+
+
+def log_steps(sender: HttpSender, steps: range) -> None:
+    for s in steps:
+        run, channels = step_metrics(s)
+        sender.log_step(s, run, channels, wall_time=1000.0 + s)
+
+
+def test_every_point_arrives_once_with_nan_and_absent_channels(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    log_steps(sender, range(50))
+    assert sender.flush(10)
+    want = expected_points(range(50))
+    assert same_points(receiver.points(), want)
+    assert receiver.max_deliveries() == 1
+    c = sender.counters.as_dict()
+    assert c["queued"] == c["spooled"] == c["sent"] == len(want) == 50 * 2 + 25 * 64 + 25 * 60
+    assert c["dropped"] == c["replayed"] == c["rejected"] == c["failed_requests"] == 0
+    sender.close()
+
+
+def test_server_down_at_start_then_up(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sender = HttpSender(**fast_settings(tmp_path, f"http://127.0.0.1:{port}"))
+    t0 = time.perf_counter()
+    log_steps(sender, range(20))
+    assert time.perf_counter() - t0 < 0.5  # never blocks on the dead server
+    assert not sender.flush(0.3)
+    assert sender.counters.failed_requests >= 1
+    assert sender.counters.spooled == sender.counters.queued
+    # the server comes up on that port
+    receiver = Receiver(token="secret", port=port).start()
+    try:
+        log_steps(sender, range(20, 30))
+        assert sender.flush(10)
+        assert same_points(receiver.points(), expected_points(range(30)))
+    finally:
+        sender.close()
+        receiver.stop()
+
+
+def test_503_is_retried_until_accepted(receiver: Receiver, tmp_path: Path) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    log_steps(sender, range(5))
+    assert sender.flush(5)
+    receiver.status_override = 503
+    log_steps(sender, range(5, 15))
+    assert not sender.flush(0.3)
+    assert sender.counters.failed_requests >= 2
+    receiver.status_override = None
+    assert sender.flush(10)
+    assert same_points(receiver.points(), expected_points(range(15)))
+    sender.close()
+
+
+def test_a_step_the_server_refuses_is_isolated_and_kept(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = receiver.handle
+
+    def refuse_step_3(path: str, body: dict) -> tuple[int, dict]:
+        if path.endswith("/points") and any(3 in s["steps"] for s in body["series"]):
+            return 422, {"detail": "step 3 is bad"}
+        return original(path, body)
+
+    receiver.handle = refuse_step_3  # type: ignore[method-assign]
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    log_steps(sender, range(8))
+    with caplog.at_level(logging.ERROR):
+        assert sender.flush(10)
+    want = {k: v for k, v in expected_points(range(8)).items() if k[2] != 3}
+    assert same_points(receiver.points(), want)
+    assert sender.counters.rejected == len(expected_points(range(3, 4)))
+    rejected = (sender.config.run_spool_dir / "rejected.jsonl").read_text().splitlines()
+    assert len(rejected) == 1
+    assert rejected[0].startswith('{"s":3,')
+    assert "refused step 3 (HTTP 422" in caplog.text
+    sender.close()
+
+
+def test_bad_token_keeps_spooling_and_logs(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url, token="wrong"))
+    with caplog.at_level(logging.ERROR):
+        log_steps(sender, range(3))
+        assert not sender.flush(0.3)
+    assert "HTTP 401" in caplog.text
+    assert sender.counters.sent == 0
+    assert sender.counters.spooled == sender.counters.queued > 0
+    sender.close(0.1)
+    # a restart with the right token delivers what was spooled
+    fixed = HttpSender(**fast_settings(tmp_path, receiver.url))
+    log_steps(fixed, range(3, 4))
+    assert fixed.flush(10)
+    assert same_points(receiver.points(), expected_points(range(4)))
+    assert fixed.counters.replayed == len(expected_points(range(3)))
+    fixed.close()
+
+
+def test_new_channels_are_registered_before_their_points(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    seen: list[list[str]] = []
+    original = receiver.handle
+
+    def spy(path: str, body: dict) -> tuple[int, dict]:
+        if path == "/api/v1/runs":
+            seen.append([c["name"] for c in body["channels"]])
+        return original(path, body)
+
+    receiver.handle = spy  # type: ignore[method-assign]
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url, channels=["a"]))
+    sender.log_step(0, {"lm_loss": 1.0}, {"a": {"loss": 1.0}})
+    assert sender.flush(5)
+    sender.log_step(1, {"lm_loss": 1.0}, {"a": {"loss": 1.0}, "b": {"loss": 2.0}})
+    assert sender.flush(5)
+    assert seen == [["a"], ["a", "b"]]
+    assert sender.run_id == 1
+    sender.close()
+
+
+def test_log_step_never_raises_on_bad_input(receiver: Receiver, tmp_path: Path) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    sender.log_step(0, None, {})  # type: ignore[arg-type]
+    sender.log_step(1, {"x": "not a number"}, {})  # type: ignore[dict-item]
+    sender.log_step(2, {"x": 2.0}, {})
+    assert sender.flush(5)
+    assert receiver.points() == {("x", None, 2): 2.0}
+    assert sender.counters.invalid == 1
+    sender.close()
+
+
+def test_forked_child_does_not_touch_the_parents_sender(receiver: Receiver, tmp_path: Path) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    log_steps(sender, range(2))
+    pid = os.fork()
+    if pid == 0:  # child: logging is ignored, flush/close return at once
+        code = 0
+        try:
+            sender.log_step(99, {"lm_loss": 1.0}, {})
+            code = 0 if sender.flush(1) is False and not sender._threads else 3
+            sender.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log_steps(sender, range(2, 4))
+    assert sender.flush(5)
+    assert same_points(receiver.points(), expected_points(range(4)))
+    sender.close()
+
+
+def test_a_sender_forked_before_first_use_works_in_the_child(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            log_steps(sender, range(3))
+            code = 0 if sender.flush(5) else 2
+            sender.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert same_points(receiver.points(), expected_points(range(3)))
+    sender.close()
+
+
+def test_config_errors_say_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOSSRADAR_URL", raising=False)
+    monkeypatch.delenv("LOSSRADAR_RUN_KEY", raising=False)
+    with pytest.raises(ValueError, match="set LOSSRADAR_URL"):
+        SenderConfig(run_key="k")
+    with pytest.raises(ValueError, match="set LOSSRADAR_RUN_KEY"):
+        SenderConfig(url="http://x:1")
+    with pytest.raises(ValueError, match="not an http"):
+        HttpSender(url="ftp://x", run_key="k")
+    with pytest.raises(ValueError, match="backoff_max_s"):
+        SenderConfig(url="http://x:1", run_key="k", backoff_base_s=5, backoff_max_s=1)
+    monkeypatch.setenv("LOSSRADAR_URL", "http://env:9")
+    monkeypatch.setenv("LOSSRADAR_RUN_KEY", "job-7")
+    monkeypatch.setenv("LOSSRADAR_TOKEN", "tok")
+    cfg = SenderConfig()
+    assert (cfg.url, cfg.run_key, cfg.token) == ("http://env:9", "job-7", "tok")

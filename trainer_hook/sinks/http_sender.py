@@ -1,0 +1,454 @@
+"""The HTTP sender: log_step appends to a deque; background threads spool, batch, gzip and POST.
+
+Threads (started by the first log_step, so a process may fork before logging):
+
+- the *writer* moves queued steps into the spool file every `drain_interval_s`;
+- the *sender* registers the run, then reads the spool from its committed offset, POSTs batches
+  of up to `batch_max_points` points gzipped, and commits the offset when the server accepts.
+
+Every step goes through the spool (write-ahead), so a server outage, a slow server, a crash or a
+SIGKILL of the training process loses nothing the writer has seen (at most `drain_interval_s` of
+steps in memory are at risk on SIGKILL); the next start with the same run key replays the spool in
+order before new data. Retries back off exponentially with jitter. The training thread never
+waits for the network or the disk: `log_step` only copies the step's dicts into a deque. Only
+when the queue holds `max_queue_steps` unwritten steps (the disk stalls) does `log_step` write to
+the spool itself; only if that fails too (disk full) is the step dropped and logged loudly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainer_hook.sinks.backoff import Backoff
+from trainer_hook.sinks.config import SenderConfig
+from trainer_hook.sinks.counters import SenderCounters
+from trainer_hook.sinks.spool import Spool, SpoolLockedError
+from trainer_hook.sinks.transport import HttpTransport, TransportError
+from trainer_hook.sinks.wire import (
+    Record,
+    build_points_body,
+    gzip_json,
+    record_points,
+    record_to_line,
+)
+
+log = logging.getLogger(__name__)
+
+_LIVE: weakref.WeakSet[HttpSender] = weakref.WeakSet()
+_RETRYABLE_4XX = {408, 409, 425, 429}
+
+
+@dataclass(slots=True)
+class _Batch:
+    records: list[Record]
+    body: bytes
+    end: int
+    points: int
+    replayed: int
+    channels: set[str]
+
+
+class _RateLimitedLog:
+    """Logs a repeated problem at most once per `every_s` seconds, with the count meanwhile."""
+
+    def __init__(self, level: int, every_s: float = 30.0) -> None:
+        self.level, self.every_s, self.last, self.skipped = level, every_s, -1e18, 0
+
+    def __call__(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            self.skipped += 1
+            return
+        suffix = f" ({self.skipped} similar messages suppressed)" if self.skipped else ""
+        log.log(self.level, msg + suffix, *args)
+        self.last, self.skipped = now, 0
+
+
+class HttpSender:
+    """MetricSink that delivers every logged point to a lossradar server exactly once."""
+
+    def __init__(self, config: SenderConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = SenderConfig(**settings)
+        elif settings:
+            raise TypeError("pass either a SenderConfig or keyword settings, not both")
+        self.config = config
+        assert config.url is not None
+        self._transport = HttpTransport(config.url, config.token, config.timeout_s)
+        self.counters = SenderCounters()
+        self._reset_state()
+        self._warn_disk = _RateLimitedLog(logging.ERROR, 10.0)
+        self._warn_net = _RateLimitedLog(logging.WARNING)
+        _LIVE.add(self)
+        atexit.register(self._at_exit)
+
+    def _reset_state(self) -> None:
+        self._state = "new"  # new -> running -> closed; "inert" in a forked child or on failure
+        self._pid = os.getpid()
+        self._queue: deque[Record] = deque()
+        self._unwritten: list[Record] = []
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake_writer = threading.Event()
+        self._wake_sender = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._spool: Spool | None = None
+        self._run_id: int | None = None
+        self._registered: set[str] = set()
+        self._warned_state = False
+
+    # ---- the training thread --------------------------------------------------------------
+
+    def log_step(
+        self,
+        step: int,
+        run_metrics: Mapping[str, float],
+        channel_metrics: Mapping[str, Mapping[str, float]],
+        wall_time: float | None = None,
+    ) -> None:
+        """Queue one step's points (plain floats). Microseconds; never raises, never blocks."""
+        try:
+            if self._state != "running" and not self._start():
+                return
+            channels = {}
+            n = len(run_metrics)
+            for name, metrics in channel_metrics.items():
+                copied = channels[name] = dict(metrics)
+                n += len(copied)
+            when = time.time() if wall_time is None else wall_time
+            record = (step, when, dict(run_metrics), channels)
+            self.counters.queued += n
+            if len(self._queue) < self.config.max_queue_steps:
+                self._queue.append(record)
+            else:
+                self._spill(record, n)
+        except Exception:
+            log.exception("lossradar sender: log_step failed (training continues)")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every step logged so far (and any replay) is acknowledged by the server,
+        at most `timeout` seconds (None: forever). False on timeout: the rest is in the spool."""
+        try:
+            if self._state != "running" or self._spool is None:
+                return self._state == "new"
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self._wake_writer.set()
+            while self._queue or self._unwritten:
+                if not _sleep_until(deadline, 0.002):
+                    break
+                self._wake_writer.set()
+            self._spool.fsync()
+            self._wake_sender.set()
+            while self._queue or self._unwritten or self._spool.pending_bytes() > 0:
+                if not _sleep_until(deadline, 0.005):
+                    return False
+            return True
+        except Exception:
+            log.exception("lossradar sender: flush failed")
+            return False
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush for up to `timeout` seconds (default `exit_timeout_s`), stop the threads and close
+        the spool. What the server has not acknowledged stays spooled for the next start."""
+        try:
+            atexit.unregister(self._at_exit)
+            if self._state != "running":
+                if self._state == "new":
+                    self._state = "closed"
+                return
+            ok = self.flush(self.config.exit_timeout_s if timeout is None else timeout)
+            self._state = "closed"
+            self._stop.set()
+            self._wake_writer.set()
+            self._wake_sender.set()
+            for thread in self._threads:
+                thread.join(timeout=self.config.timeout_s + 1.0)
+            spool = self._spool
+            if spool is not None:
+                if not ok:
+                    log.warning(
+                        "lossradar sender: closing with %d bytes not yet acknowledged; they stay "
+                        "in %s and are sent by the next start of run %r",
+                        spool.pending_bytes(),
+                        spool.directory,
+                        self.config.run_key,
+                    )
+                if not any(t.is_alive() for t in self._threads):
+                    spool.close()
+            self._transport.close()
+        except Exception:
+            log.exception("lossradar sender: close failed")
+
+    @property
+    def run_id(self) -> int | None:
+        """The server's id of the run, once registered."""
+        return self._run_id
+
+    def _at_exit(self) -> None:
+        self.close()
+
+    def _start(self) -> bool:
+        """Open the spool and start the threads on first use (in this process)."""
+        if self._state != "new":
+            if not self._warned_state:
+                self._warned_state = True
+                log.warning("lossradar sender: log_step on a %s sender is ignored", self._state)
+            return False
+        try:
+            directory = self.config.run_spool_dir
+            spool = Spool(
+                directory,
+                fsync_interval_s=self.config.fsync_interval_s,
+                compact_bytes=self.config.compact_bytes,
+            )
+            try:
+                spool.open()
+            except SpoolLockedError:
+                log.error(
+                    "lossradar sender: run key %r is already logging from another live process; "
+                    "give each job its own LOSSRADAR_RUN_KEY. Spooling to a private directory.",
+                    self.config.run_key,
+                )
+                spool = Spool(
+                    directory / f"pid-{os.getpid()}",
+                    fsync_interval_s=self.config.fsync_interval_s,
+                    compact_bytes=self.config.compact_bytes,
+                )
+                spool.open()
+        except Exception:
+            self._state = "inert"
+            log.exception("lossradar sender: cannot open the spool; metrics are NOT recorded")
+            return False
+        self._spool = spool
+        self._threads = [
+            threading.Thread(target=self._writer_loop, name="lossradar-writer", daemon=True),
+            threading.Thread(target=self._sender_loop, name="lossradar-sender", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._state = "running"
+        return True
+
+    def _spill(self, record: Record, n: int) -> None:
+        """The queue is full: write it and `record` to the spool from this thread, in order."""
+        assert self._spool is not None
+        with self._write_lock:
+            if self._write_unwritten(extra=record):
+                return
+        self.counters.dropped += n
+        log.error(
+            "lossradar sender: DROPPED %d points of step %s: the queue is full and the spool "
+            "%s cannot be written (disk full?)",
+            n,
+            record[0],
+            self._spool.directory,
+        )
+
+    # ---- the writer thread ---------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                with self._write_lock:
+                    self._write_unwritten()
+            except Exception:
+                log.exception("lossradar sender: writer error")
+            if stopping:
+                return
+            self._wake_writer.wait(self.config.drain_interval_s)
+            self._wake_writer.clear()
+
+    def _write_unwritten(self, extra: Record | None = None) -> bool:
+        """Move queued steps (and `extra`) to the spool; caller holds `_write_lock`. Returns
+        False if the spool write failed (the steps stay in memory for the next try)."""
+        queue, unwritten, limit = self._queue, self._unwritten, self.config.max_queue_steps
+        while queue and len(unwritten) < limit:
+            unwritten.append(queue.popleft())
+        if extra is not None:
+            unwritten.append(extra)
+        if not unwritten:
+            return True
+        lines, points = [], 0
+        for record in unwritten:
+            try:
+                lines.append(record_to_line(record))
+                points += record_points(record)
+            except (TypeError, ValueError):
+                self.counters.invalid += record_points(record)
+                log.error("lossradar sender: step %r has a non-numeric value; skipped", record[0])
+            time.sleep(0)  # let the training thread take the GIL between records
+        assert self._spool is not None
+        try:
+            self._spool.append(b"".join(lines))
+        except OSError as exc:
+            if extra is not None:
+                unwritten.pop()
+            self._warn_disk(
+                "lossradar sender: cannot write the spool %s (%s); %d steps wait in memory",
+                self._spool.directory,
+                exc,
+                len(unwritten) + len(queue),
+            )
+            return False
+        unwritten.clear()
+        self.counters.spooled += points
+        return True
+
+    # ---- the sender thread ---------------------------------------------------------------
+
+    def _sender_loop(self) -> None:
+        cfg = self.config
+        backoff = Backoff(base_s=cfg.backoff_base_s, max_s=cfg.backoff_max_s)
+        batch: _Batch | None = None
+        one_by_one_until = -1  # offset up to which records go one per request (bisecting a 4xx)
+        max_points = cfg.batch_max_points
+        while not self._stop.is_set():
+            try:
+                delay, batch, one_by_one_until, max_points = self._send_once(
+                    backoff, batch, one_by_one_until, max_points
+                )
+            except Exception:
+                log.exception("lossradar sender: sender error")
+                delay = backoff.next_delay()
+            if delay > 0:
+                self._wake_sender.wait(delay)
+                self._wake_sender.clear()
+
+    def _send_once(
+        self, backoff: Backoff, batch: _Batch | None, one_by_one_until: int, max_points: int
+    ) -> tuple[float, _Batch | None, int, int]:
+        """One step of the sender: register, read a batch, POST it. Returns the delay before the
+        next step and the carried state."""
+        spool = self._spool
+        assert spool is not None
+        if batch is None:
+            single = spool.committed < one_by_one_until
+            records, end, points, replayed = spool.read_batch(
+                max_points, 1 if single else self.config.batch_max_steps
+            )
+            if not records:
+                return self.config.send_interval_s, None, one_by_one_until, max_points
+            channels = {c for r in records for c in r[3]}
+            body = gzip_json(build_points_body(records))
+            batch = _Batch(records, body, end, points, replayed, channels)
+        needs_registration = self._run_id is None or not batch.channels <= self._registered
+        if needs_registration and not self._register(batch.channels):
+            return backoff.next_delay(), batch, one_by_one_until, max_points
+        try:
+            resp = self._transport.post(
+                f"/api/v1/runs/{self._run_id}/points", batch.body, gzipped=True
+            )
+        except TransportError as exc:
+            self.counters.failed_requests += 1
+            self._warn_net("lossradar sender: server unreachable (%s); spooling and retrying", exc)
+            return backoff.next_delay(), batch, one_by_one_until, max_points
+        status = resp.status
+        if 200 <= status < 300:
+            spool.commit(batch.end)
+            self.counters.sent += batch.points
+            self.counters.replayed += batch.replayed
+            backoff.reset()
+            return 0.0, None, one_by_one_until, max_points
+        if status == 404:  # the run is gone or unknown: register again
+            self._run_id = None
+            self.counters.failed_requests += 1
+            return backoff.next_delay(), batch, one_by_one_until, max_points
+        if status == 413 and len(batch.records) > 1:
+            return 0.0, None, one_by_one_until, max(1, batch.points // 2)
+        if 400 <= status < 500 and status not in _RETRYABLE_4XX | {401, 403}:
+            if len(batch.records) > 1:  # find the bad step: resend this range one by one
+                return 0.0, None, batch.end, max_points
+            spool.reject(record_to_line(batch.records[0]))
+            spool.commit(batch.end)
+            self.counters.rejected += batch.points
+            log.error(
+                "lossradar sender: the server refused step %s (HTTP %d: %s); kept in %s",
+                batch.records[0][0],
+                status,
+                resp.body,
+                spool.directory / "rejected.jsonl",
+            )
+            return 0.0, None, one_by_one_until, max_points
+        self.counters.failed_requests += 1
+        level_log = self._warn_disk if status in (401, 403) else self._warn_net
+        level_log(
+            "lossradar sender: server answered HTTP %d (%s); spooling and retrying",
+            status,
+            resp.body,
+        )
+        return backoff.next_delay(), batch, one_by_one_until, max_points
+
+    def _register(self, channels: set[str]) -> bool:
+        """Create or get the run by key (POST /api/v1/runs), adding `channels`."""
+        cfg = self.config
+        entries = cfg.channel_entries()
+        known = {e["name"] for e in entries}
+        entries += [{"name": c} for c in sorted(channels - known)]
+        body = {
+            "key": cfg.run_key,
+            "name": cfg.run_name or cfg.run_key,
+            "project": cfg.project,
+            "tags": list(cfg.tags),
+            "config": dict(cfg.run_config),
+            "channels": entries,
+        }
+        try:
+            resp = self._transport.post("/api/v1/runs", json.dumps(body).encode(), gzipped=False)
+        except TransportError as exc:
+            self.counters.failed_requests += 1
+            self._warn_net("lossradar sender: cannot register the run yet (%s); spooling", exc)
+            return False
+        if resp.status in (200, 201) and isinstance(resp.body, dict) and "id" in resp.body:
+            self._run_id = int(resp.body["id"])
+            self._registered = {e["name"] for e in entries} | {
+                str(c["name"])
+                for c in resp.body.get("channels") or []
+                if isinstance(c, dict) and "name" in c
+            }
+            return True
+        self.counters.failed_requests += 1
+        self._warn_disk(
+            "lossradar sender: run registration answered HTTP %d (%s); spooling and retrying",
+            resp.status,
+            resp.body,
+        )
+        return False
+
+    # ---- fork ------------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child never touches the parent's spool or threads: a sender that had started
+        goes inert; one that had not is reset so the child may start its own."""
+        if self._state == "new":
+            self._reset_state()
+        else:
+            state = self._state
+            self._reset_state()
+            self._state = "inert" if state == "running" else state
+
+
+def _sleep_until(deadline: float | None, step: float) -> bool:
+    """Sleep `step` seconds unless past `deadline`; False when the deadline has passed."""
+    if deadline is not None and time.monotonic() >= deadline:
+        return False
+    time.sleep(step)
+    return True
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_LIVE):
+        sender._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
