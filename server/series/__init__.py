@@ -1,0 +1,1 @@
+"""Time-series storage: chunk encoding, ingest payload parsing, merging and downsampling."""
