@@ -106,6 +106,7 @@ class MixPlanSpec:
             )
         if self.max_epochs <= 0:
             raise MixPlanError(f"{self.source}: [mix] max_epochs must be > 0")
+        train_fraction(self.split, self.source)  # raises on a bad --split
         if not self.root.children:
             raise MixPlanError(
                 f"{self.source}: the plan has no channels; add a [channels.NAME] table "
