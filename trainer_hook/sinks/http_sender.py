@@ -89,6 +89,7 @@ class HttpSender:
         self._reset_state()
         self._warn_disk = _RateLimitedLog(logging.ERROR, 10.0)
         self._warn_net = _RateLimitedLog(logging.WARNING)
+        self._warn_drop = _RateLimitedLog(logging.ERROR, 10.0)
         _LIVE.add(self)
         atexit.register(self._at_exit)
 
@@ -246,11 +247,12 @@ class HttpSender:
             if self._write_unwritten(extra=record):
                 return
         self.counters.dropped += n
-        log.error(
-            "lossradar sender: DROPPED %d points of step %s: the queue is full and the spool "
-            "%s cannot be written (disk full?)",
+        self._warn_drop(
+            "lossradar sender: DROPPED %d points of step %s (%d dropped in all): the queue is "
+            "full and the spool %s cannot be written (disk full?)",
             n,
             record[0],
+            self.counters.dropped,
             self._spool.directory,
         )
 
