@@ -80,7 +80,8 @@ def test_nan_fires_notifies_once_survives_replay_and_resolves(
     [resolved] = _alerts(client, r, run_id=run_id, state="resolved")
     assert (resolved["channel"], resolved["rule"]) == ("finance", "non_finite")
     assert (resolved["start_step"], resolved["last_step"]) == (25, 29)
-    assert resolved["value"] == 2.0 and resolved["silenced"] is False
+    assert resolved["value"] == 2.0
+    assert resolved["silenced"] is False
     events = client.get(f"/api/v1/alerts/{resolved['id']}/events", headers=r).json()["data"]
     assert [(e["kind"], e["step"], e["notified"]) for e in events] == [
         ("pending", 25, False),
@@ -205,9 +206,11 @@ def test_notifier_crud_test_send_and_secrets(
     )
     created = client.post("/api/v1/notifiers", json=body, headers=w).json()
     listed = client.get("/api/v1/notifiers", headers=r).text
-    assert "TOKEN" not in listed and "SECdingtalk" not in listed
+    assert "TOKEN" not in listed
+    assert "SECdingtalk" not in listed
     sent = client.post(f"/api/v1/notifiers/{created['id']}/test", headers=w).json()
-    assert sent["ok"] is True and len(sent["attempts"]) == 1
+    assert sent["ok"] is True
+    assert len(sent["attempts"]) == 1
     assert receiver.only().verdict == "ok"
     patched = client.patch(
         f"/api/v1/notifiers/{created['id']}", json={"config": {"secret": "wrong"}}, headers=w
