@@ -73,7 +73,7 @@ def _register_channels(session: Session, run_id: int, names: set[str]) -> None:
     rows = session.execute(
         select(RunChannel.name, RunChannel.index).where(RunChannel.run_id == run_id)
     )
-    known: dict[str, int] = dict(rows.tuples().all())
+    known = {str(name): int(index) for name, index in rows}
     new = sorted(names - set(known))
     if new:
         start = max(known.values(), default=-1) + 1

@@ -1,0 +1,1 @@
+"""Tests of the metrics service; `tests.server.live` starts a real server for other parts."""
