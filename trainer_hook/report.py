@@ -83,7 +83,7 @@ class StepReport:
                 f"channel; pass channels= with one name per data-path entry (ids are indices)"
             )
             logger.warning(msg)
-            warnings.warn(ChannelIdOutOfRangeWarning(msg), stacklevel=4)
+            warnings.warn(ChannelIdOutOfRangeWarning(msg), stacklevel=5)
         bad_segments = self._extra(SEGMENT_OVERFLOW)
         if bad_segments > 0:
             msg = (
@@ -92,7 +92,7 @@ class StepReport:
                 "inside the full (unsliced) row"
             )
             logger.warning(msg)
-            warnings.warn(SegmentIdOutOfRangeWarning(msg), stacklevel=4)
+            warnings.warn(SegmentIdOutOfRangeWarning(msg), stacklevel=5)
 
     def run_metrics(self) -> dict[str, float]:
         """Run-level metrics: lm_loss, tokens_total, overflow_tokens, and extras.
