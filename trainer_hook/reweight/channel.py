@@ -57,7 +57,7 @@ class ChannelReweightConfig:
     loss_coef: float = 0.0
     """Weight of the relative loss level in the progress strategy (0 = progress only)."""
     eta: float = 1.0
-    """DoReMi step size."""
+    """DoReMi step size (0 keeps alpha at the prior: importance weights only)."""
     doremi_smoothing: float = 1e-3
     """DoReMi's eps: alpha is mixed with uniform by this much each step."""
     prior: Sequence[float] | None = None
@@ -85,7 +85,9 @@ class ChannelReweightConfig:
             )
         if not 0.0 <= self.ema_beta < 1.0:
             raise ValueError(f"ChannelReweightConfig.ema_beta={self.ema_beta!r} must be in [0, 1)")
-        for name in ("temperature", "eta", "max_ratio"):
+        if not (isinstance(self.eta, (int, float)) and math.isfinite(self.eta) and self.eta >= 0):
+            raise ValueError(f"ChannelReweightConfig.eta={self.eta!r} must be a number >= 0")
+        for name in ("temperature", "max_ratio"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ChannelReweightConfig.{name}={value!r} must be a number > 0")
