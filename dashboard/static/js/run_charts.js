@@ -49,12 +49,19 @@ function curveOf(curves, channel) {
   return curves.find((c) => c.channels.includes(channel)) || null;
 }
 
-/** Value of a series at the first step >= `step` (the start of an alert). */
-function valueAt(series, step) {
+/**
+ * Where to mark an alert that began at `step`: [step, y] with y the curve's value there, or the
+ * nearest finite value before it (a NaN loss has no height of its own), else after it.
+ */
+function markAt(series, step) {
+  let before = null;
   for (let i = 0; i < series.steps.length; i++) {
-    if (series.steps[i] >= step && Number.isFinite(series.values[i])) return [series.steps[i], series.values[i]];
+    if (!Number.isFinite(series.values[i])) continue;
+    if (series.steps[i] === step) return [step, series.values[i]];
+    if (series.steps[i] < step) before = series.values[i];
+    else return [step, before ?? series.values[i]];
   }
-  return null;
+  return before === null ? null : [step, before];
 }
 
 /**
@@ -81,7 +88,7 @@ export function alertOverlay({ alerts, curves, lookup, metric }) {
     });
     const curve = alert.channel === null ? null : curveOf(curves, alert.channel);
     if (!curve) continue;
-    const point = valueAt(combineChannels(metric, curve.channels, lookup), alert.start_step);
+    const point = markAt(combineChannels(metric, curve.channels, lookup), alert.start_step);
     if (!point) continue;
     x.push(point[0]);
     y.push(point[1]);

@@ -221,6 +221,8 @@ export async function mountRunPage(container, { runId, params, poller, showError
       }
     }
     await loadAlerts();
+    // the run was read before the points: show the newest step either told us
+    state.run.last_step = Math.max(state.run.last_step ?? -1, state.overview.lastStep ?? -1);
     renderInfo();
     renderCharts();
   }
@@ -229,6 +231,7 @@ export async function mountRunPage(container, { runId, params, poller, showError
   await Promise.all([loadOverview(), loadAlerts()]);
   renderInfo();
   renderCharts();
+  performance.mark("lossradar:run-page-drawn"); // read by benchmarks/dashboard_load.py
   const step = params.get("step");
   if (step !== null && Number.isFinite(Number(step))) {
     jumpTo({ start_step: Number(step), channel: params.get("channel") });
