@@ -144,13 +144,13 @@ class HttpSender:
                 return self._state == "new"
             deadline = None if timeout is None else time.monotonic() + timeout
             self._wake_writer.set()
-            while self._queue or self._unwritten:
+            while not self._all_spooled():
                 if not _sleep_until(deadline, 0.002):
                     break
                 self._wake_writer.set()
             self._spool.fsync()
             self._wake_sender.set()
-            while self._queue or self._unwritten or self._spool.pending_bytes() > 0:
+            while not self._all_spooled() or self._spool.pending_bytes() > 0:
                 if not _sleep_until(deadline, 0.005):
                     return False
             return True
@@ -189,6 +189,12 @@ class HttpSender:
             self._transport.close()
         except Exception:
             log.exception("lossradar sender: close failed")
+
+    def _all_spooled(self) -> bool:
+        """True when no logged step waits in memory (checked under the writer's lock, so a
+        step being moved from the queue to the spool is not missed)."""
+        with self._write_lock:
+            return not self._queue and not self._unwritten
 
     @property
     def run_id(self) -> int | None:
@@ -357,9 +363,9 @@ class HttpSender:
             return backoff.next_delay(), batch, one_by_one_until, max_points
         status = resp.status
         if 200 <= status < 300:
-            spool.commit(batch.end)
-            self.counters.sent += batch.points
+            self.counters.sent += batch.points  # before the commit that flush() waits for
             self.counters.replayed += batch.replayed
+            spool.commit(batch.end)
             backoff.reset()
             return 0.0, None, one_by_one_until, max_points
         if status == 404:  # the run is gone or unknown: register again

@@ -2,8 +2,11 @@
 how many times each (run, metric, channel, step) point was delivered with a 2xx answer.
 
 Modes: "forward" (pass through), "refuse" (the port is closed: connection refused; open
-keep-alive connections are cut), "hang" (accept, never answer: the client times out), "503"
-(answer 503 Service Unavailable without forwarding).
+keep-alive connections are cut), "hang" (accept, never answer: the client times out), "slow"
+(forward each request only after `slow_s` seconds, so the client may time out although the
+server then stores the points), "503" (answer 503 Service Unavailable without forwarding).
+When the upstream itself is down the client's connection is cut, as a TCP proxy would.
+`upstream` may be changed at any time (a server restarted on another port).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class FaultProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.mode = "forward"
+        self.slow_s = 1.0
         self.delivered: Counter[tuple[str, str, str | None, int]] = Counter()
         self.lock = threading.Lock()
         self.port = 0
@@ -38,7 +42,7 @@ class FaultProxy:
 
     def set_mode(self, mode: str) -> None:
         """Switch behaviour; "refuse" closes the listening socket, leaving it reopens it."""
-        if mode not in ("forward", "refuse", "hang", "503"):
+        if mode not in ("forward", "refuse", "hang", "slow", "503"):
             raise ValueError(f"unknown proxy mode {mode!r}")
         old, self.mode = self.mode, mode
         if mode == "refuse" and old != "refuse":
@@ -91,7 +95,6 @@ class FaultProxy:
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        upstream: http.client.HTTPConnection | None = None
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -120,16 +123,18 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return self._cut()
             if mode == "503":
                 return self._answer(503, [("Content-Type", "application/json")], b"{}")
+            if mode == "slow":
+                time.sleep(proxy.slow_s)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             try:
-                if self.upstream is None:
-                    self.upstream = http.client.HTTPConnection(*proxy.upstream, timeout=30)
-                self.upstream.request(method, self.path, body=body or None, headers=headers)
-                resp = self.upstream.getresponse()
+                # a fresh upstream connection per request: the upstream may have moved
+                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                upstream.request(method, self.path, body=body or None, headers=headers)
+                resp = upstream.getresponse()
                 data = resp.read()
+                upstream.close()
             except (OSError, http.client.HTTPException):
-                self.upstream = None
-                return self._answer(502, [("Content-Type", "application/json")], b"{}")
+                return self._cut()
             if 200 <= resp.status < 300 and method == "POST":
                 proxy.record(self.path, body, self.headers.get("Content-Encoding"))
             self._answer(resp.status, resp.getheaders(), data)

@@ -46,9 +46,7 @@ SCRIPT = textwrap.dedent(
 
 def test_disk_full_drops_only_what_cannot_be_kept_and_says_so(tmp_path: Path) -> None:
     code = SCRIPT.replace("ROOT", repr(str(ROOT))).replace("SPOOL", repr(str(tmp_path)))
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     full, after = result["full"], result["after"]

@@ -12,7 +12,8 @@ import pytest
 
 from trainer_hook.sinks import HttpSender, SenderConfig
 
-from .conftest import expected_points, fast_settings, same_points, step_metrics
+from .conftest import fast_settings
+from .points import expected_points, same_points, step_metrics
 from .receiver import Receiver
 
 

@@ -22,12 +22,27 @@ def test_points_body_groups_series_and_last_write_wins() -> None:
     body = build_points_body(records)
     assert body == {
         "series": [
-            {"metric": "lm_loss", "channel": None, "steps": [1, 2], "values": [2.5, "NaN"],
-             "wall_times": [30.0, 20.0]},
-            {"metric": "loss", "channel": "fin", "steps": [1, 2], "values": [3.0, "Infinity"],
-             "wall_times": [10.0, 20.0]},
-            {"metric": "loss", "channel": "gen", "steps": [2], "values": [1.0],
-             "wall_times": [20.0]},
+            {
+                "metric": "lm_loss",
+                "channel": None,
+                "steps": [1, 2],
+                "values": [2.5, "NaN"],
+                "wall_times": [30.0, 20.0],
+            },
+            {
+                "metric": "loss",
+                "channel": "fin",
+                "steps": [1, 2],
+                "values": [3.0, "Infinity"],
+                "wall_times": [10.0, 20.0],
+            },
+            {
+                "metric": "loss",
+                "channel": "gen",
+                "steps": [2],
+                "values": [1.0],
+                "wall_times": [20.0],
+            },
         ]
     }
     assert json.loads(gzip.decompress(gzip_json(body))) == body
