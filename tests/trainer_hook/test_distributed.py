@@ -34,6 +34,7 @@ STEPS, MICRO, ROWS_PER_RANK, SEQ = 3, 3, 2, 16
 def _configs() -> dict[str, dict[str, Any]]:
     return {
         "plain_rows": {"packed": False, "segments": False, "sample": None, "channel": None},
+        "packed_plain": {"packed": True, "segments": True, "sample": None, "channel": None},
         "packed_linupper_progress": {
             "packed": True,
             "segments": True,
@@ -211,10 +212,11 @@ def test_layouts_exercise_what_they_claim(world: list[dict[str, Any]]) -> None:
                 assert "dialogue" not in channels
                 assert run["overflow_tokens"] > 0 if name != "plain_rows" else True
                 assert set(channels) >= {"finance", "code"}
-        plain = res["plain_rows"]
-        assert plain["metrics"][0][0]["overflow_tokens"] > 0
-        assert plain["collectives"] == [1, 1, 1]  # one all-reduce per step, none per micro-batch
-        assert "lm_loss_reweighted" not in plain["metrics"][0][0]
+        for name in ("plain_rows", "packed_plain"):
+            plain = res[name]
+            assert plain["metrics"][0][0]["overflow_tokens"] > 0
+            assert plain["collectives"] == [1, 1, 1]  # one all-reduce per step, none per micro
+            assert "lm_loss_reweighted" not in plain["metrics"][0][0]
         for name in ("packed_linupper_progress", "tokens_extremes_doremi"):
             run, channels = res[name]["metrics"][2]
             assert run["lm_loss_reweighted"] != pytest.approx(run["lm_loss"], rel=1e-6)
