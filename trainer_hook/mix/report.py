@@ -148,9 +148,16 @@ def build_report(
 ) -> list[ReportRow]:
     """Rows for every channel and every ancestor, depth first; planned channels in plan order.
 
-    ``planned`` and ``consumed`` are keyed by leaf channel name (``finance/slow/credit``);
-    ``run_planned_tokens`` by any node name.
+    ``planned`` and ``consumed`` are keyed by channel name (``finance/slow/credit``); entries for
+    group names (ancestors of other channels) are ignored and recomputed as sums of their leaves.
+    ``run_planned_tokens`` is keyed by any node name.
     """
+    # Group rows (the Megatron adapter logs ``finance`` = sum of ``finance/...``) would count
+    # twice: a name that is an ancestor of another channel is recomputed from its leaves.
+    every = {*planned, *consumed}
+    groups = {n for n in every if any(o.startswith(n + "/") for o in every)}
+    planned = {k: v for k, v in planned.items() if k not in groups}
+    consumed = {k: v for k, v in consumed.items() if k not in groups}
     order: list[str] = []
     for name in [*planned, *consumed]:
         for node in _ancestors(name):

@@ -142,3 +142,33 @@ def test_a_missing_prefix_names_the_entry_the_files_and_the_fix(
     assert f"entry 'math': prefix {str(tmp_path / 'data' / 'math')!r} not found" in message
     assert "no " + str(tmp_path / "data" / "math.bin") in message
     assert "without .bin/.idx" in message
+
+
+def test_the_megatron_adapter_names_channels_from_the_written_map(
+    tmp_path: Path, make_indexed: Callable[[str, Sequence[int], int], str]
+) -> None:
+    from trainer_hook.megatron.channels import (
+        build_channel_table,
+        load_channel_map,
+        parse_blend,
+    )
+
+    for name, base in [("a1", 1000), ("a2", 2000), ("b", 3000)]:
+        make_indexed(name, [10] * 10, base)
+    (tmp_path / "two.toml").write_text(
+        '[mix]\nseq_length = 8\ntokens = 1000\ndata_root = "data"\n'
+        '[channels.web]\nratio = 3\n[channels.web.en]\nprefixes = ["a1", "a2"]\n'
+        '[channels.code]\nratio = 1\nprefix = "b"\n'
+    )
+    plan = resolve_plan(load_plan(tmp_path / "two.toml"))
+    write_channel_map(plan, tmp_path / "map.json")
+    table = build_channel_table(
+        parse_blend(shlex.split(data_path_string(plan))[1:]),
+        load_channel_map(tmp_path / "map.json"),
+    )
+    assert table.names == ("web/en", "code")
+    assert table.dataset_to_channel == (0, 0, 1)
+    assert table.server_channels() == [
+        {"name": "web/en", "target_share": 0.75},
+        {"name": "code", "target_share": 0.25},
+    ]

@@ -162,6 +162,17 @@ def test_report_names_unplanned_channels(tmp_path: Path) -> None:
     ]
 
 
+def test_group_rows_logged_by_the_adapter_are_not_counted_twice() -> None:
+    planned = {"f/slow": 0.25, "f/fast": 0.25, "g": 0.5}
+    consumed = {"f/slow": 30.0, "f/fast": 10.0, "g": 60.0, "f": 40.0}  # "f": the adapter's rollup
+    rows = {r.name: r for r in build_report(planned, consumed)}
+    assert list(rows) == ["f", "f/slow", "f/fast", "g"]
+    assert rows["f"].consumed_tokens == 40.0
+    assert rows["f"].consumed_share == 0.4
+    assert rows["g"].consumed_share == 0.6
+    assert rows["f"].planned_tokens == 50.0
+
+
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Any]:
     from tests.server.live import start_live_server
