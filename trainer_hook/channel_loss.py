@@ -37,7 +37,15 @@ from trainer_hook.report import (
 )
 from trainer_hook.reweight.channel import ChannelReweightConfig, ChannelReweighter
 from trainer_hook.reweight.sample import SampleReweightConfig, sample_factors
-from trainer_hook.samples import TOKENS, compute_slot_stats, sample_mean_sums, slot_channels
+from trainer_hook.samples import (
+    LOSS,
+    NONFINITE,
+    TOKENS,
+    channel_rows,
+    compute_slot_stats,
+    sample_mean_sums,
+    slot_channels,
+)
 
 STATE_VERSION = 1
 
@@ -183,7 +191,6 @@ class ChannelLoss:
         acc, extras = self._ensure_buffers(mb.loss.device)
         loss_det = mb.loss.detach().to(self._dtype)
         ss = compute_slot_stats(mb, loss_det, self._c, self._cp_size)
-        acc[:, :3] += ss.channel_sums
         if ss.segment_overflow_tokens is not None:
             extras[SEGMENT_OVERFLOW] += ss.segment_overflow_tokens
 
@@ -191,15 +198,23 @@ class ChannelLoss:
         completed: torch.Tensor | None = None
         if self._sample is not None and self._sample.active(self._steps):
             sample_factor, completed = self._sample_factors(ss.sums[:, :3])
-        if self._cp_size == 1:
+        if self._cp_size == 1:  # samples are complete here: one index_add does everything
             assert ss.slot_channel is not None
-            acc[:, SAMPLE_MEAN_SUM:] += sample_mean_sums(ss.sums, ss.slot_channel, self._c)
-        elif completed is not None:
-            if self._cp_rank == 0:  # count each completed sample once per CP group
-                ch = slot_channels(completed, self._c)
-                acc[:, SAMPLE_MEAN_SUM:] += sample_mean_sums(completed, ch, self._c)
+            acc.index_add_(0, ss.slot_channel, channel_rows(ss.sums))
         else:
-            self._cp_slots.append(ss.sums[:, :3])
+            if ss.slot_channel is not None:
+                acc[:, :SAMPLE_MEAN_SUM].index_add_(
+                    0, ss.slot_channel, ss.sums[:, [LOSS, TOKENS, NONFINITE]]
+                )
+            else:
+                assert ss.token_channel_sums is not None
+                acc[:, :SAMPLE_MEAN_SUM] += ss.token_channel_sums
+            if completed is not None:
+                if self._cp_rank == 0:  # count each completed sample once per CP group
+                    ch = slot_channels(completed, self._c)
+                    acc[:, SAMPLE_MEAN_SUM:] += sample_mean_sums(completed, ch, self._c)
+            else:
+                self._cp_slots.append(ss.sums[:, :3])
 
         factor: torch.Tensor | None = None
         if self._reweighter is not None and self._reweighter.live:

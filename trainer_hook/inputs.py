@@ -111,8 +111,7 @@ def validate_micro_batch(
                 f"move it with .to(per_token_loss.device)"
             )
 
-    ids = channel_ids.long()
-    in_range = (ids >= 0) & (ids < num_channels)
-    channel_idx = torch.where(in_range, ids, torch.full_like(ids, num_channels))
+    # ids outside [0, C) -> C: clamp to [-1, C], then -1 % (C+1) = C (no sync, 3 ops)
+    channel_idx = channel_ids.long().clamp(-1, num_channels) % (num_channels + 1)
     mask = loss_mask if loss_mask.dtype == torch.bool else loss_mask != 0
     return MicroBatch(loss=loss, mask=mask, channel_idx=channel_idx, segment_ids=seg)

@@ -34,13 +34,13 @@ NUM_SLOT_FIELDS = 4
 
 @dataclass(slots=True)
 class SlotStats:
-    """Slot sums of one micro-batch, and per-channel token sums derived from them."""
+    """Slot sums of one micro-batch."""
 
     sums: torch.Tensor  # [B*K, 4] in the reduction dtype
     slots_per_row: int  # K
     slot_of_token: torch.Tensor | None  # [B, L] int64, or None when slot == row
     slot_channel: torch.Tensor | None  # [B*K] int64 when known exactly on this rank
-    channel_sums: torch.Tensor  # [C+1, 3]: loss, tokens, non-finite tokens per channel
+    token_channel_sums: torch.Tensor | None  # [C+1, 3] (loss, tokens, non-finite) when not
     segment_overflow_tokens: torch.Tensor | None  # 0-dim, unmasked tokens with a bad segment id
 
 
@@ -54,7 +54,7 @@ def slot_channels(sums: torch.Tensor, num_channels: int) -> torch.Tensor:
 def compute_slot_stats(
     mb: MicroBatch, loss_det: torch.Tensor, num_channels: int, cp_size: int
 ) -> SlotStats:
-    """Slot sums and channel sums of one micro-batch.
+    """Slot sums of one micro-batch (and per-channel token sums when slots mix channels).
 
     ``loss_det`` is the detached per-token loss already cast to the reduction dtype. Masked tokens
     contribute nothing, even when their loss is NaN; unmasked non-finite losses are summed (so the
@@ -62,56 +62,67 @@ def compute_slot_stats(
     """
     dtype = loss_det.dtype
     mask_f = mb.mask.to(dtype)
-    lm = torch.where(mb.mask, loss_det, torch.zeros((), dtype=dtype, device=loss_det.device))
-    nonfinite = (mb.mask & ~torch.isfinite(loss_det)).to(dtype)
+    lm = torch.where(mb.mask, loss_det, 0.0)
     bsz, seq = loss_det.shape
-    c1 = num_channels + 1
 
     if not mb.per_token_ids and mb.segment_ids is None:
         tokens = mask_f.sum(1)
         sums = torch.stack(
-            [lm.sum(1), tokens, (mb.channel_idx + 1).to(dtype) * tokens, nonfinite.sum(1)], dim=1
+            [
+                lm.sum(1),
+                tokens,
+                (mb.channel_idx + 1).to(dtype) * tokens,
+                (~torch.isfinite(lm)).sum(1).to(dtype),
+            ],
+            dim=1,
         )
-        channel_sums = torch.zeros(c1, 3, dtype=dtype, device=lm.device)
-        channel_sums.index_add_(0, mb.channel_idx, sums[:, [LOSS, TOKENS, NONFINITE]])
-        return SlotStats(sums, 1, None, mb.channel_idx, channel_sums, None)
+        return SlotStats(sums, 1, None, mb.channel_idx, None, None)
 
+    nonfinite = (~torch.isfinite(lm)).to(dtype)
     ch_tok = mb.channel_idx if mb.per_token_ids else mb.channel_idx[:, None].expand(bsz, seq)
     rows = torch.arange(bsz, device=lm.device)[:, None]
     exact = True
     seg_overflow: torch.Tensor | None = None
     if mb.segment_ids is None:
-        k = c1
+        k = num_channels + 1
         key = ch_tok
     elif cp_size == 1:
         k = seq
         seg = mb.segment_ids
         start = torch.ones_like(mb.mask)
         start[:, 1:] = (seg[:, 1:] != seg[:, :-1]) | (ch_tok[:, 1:] != ch_tok[:, :-1])
-        key = torch.cumsum(start.long(), dim=1) - 1
+        key = torch.cumsum(start, dim=1) - 1
     else:
         k = seq * cp_size + 1
         seg = mb.segment_ids
         bad = (seg < 0) | (seg >= k - 1)
-        key = torch.where(bad, torch.full_like(seg, k - 1), seg)
+        key = torch.where(bad, k - 1, seg)
         seg_overflow = (bad & mb.mask).to(dtype).sum()
         exact = False
     slot = rows * k + key
     values = torch.stack([lm, mask_f, (ch_tok + 1).to(dtype) * mask_f, nonfinite], dim=-1)
+    values = values.reshape(-1, NUM_SLOT_FIELDS)
     sums = torch.zeros(bsz * k, NUM_SLOT_FIELDS, dtype=dtype, device=lm.device)
-    sums.index_add_(0, slot.reshape(-1), values.reshape(-1, NUM_SLOT_FIELDS))
-
-    channel_sums = torch.zeros(c1, 3, dtype=dtype, device=lm.device)
-    slot_channel: torch.Tensor | None = None
+    sums.index_add_(0, slot.reshape(-1), values)
     if exact:
         slot_channel = torch.zeros(bsz * k, dtype=torch.long, device=lm.device)
         slot_channel.scatter_(0, slot.reshape(-1), ch_tok.reshape(-1))
-        channel_sums.index_add_(0, slot_channel, sums[:, [LOSS, TOKENS, NONFINITE]])
-    else:
-        channel_sums.index_add_(
-            0, ch_tok.reshape(-1), values[..., [LOSS, TOKENS, NONFINITE]].reshape(-1, 3)
-        )
-    return SlotStats(sums, k, slot, slot_channel, channel_sums, seg_overflow)
+        return SlotStats(sums, k, slot, slot_channel, None, None)
+    token_sums = torch.zeros(num_channels + 1, 3, dtype=dtype, device=lm.device)
+    token_sums.index_add_(0, ch_tok.reshape(-1), values[:, [LOSS, TOKENS, NONFINITE]])
+    return SlotStats(sums, k, slot, None, token_sums, seg_overflow)
+
+
+def channel_rows(sums: torch.Tensor) -> torch.Tensor:
+    """Per slot ``[S, 5]``: loss, tokens, non-finite tokens, sample mean (0 if empty), is-sample.
+
+    Added into the per-channel buffer by slot channel. An empty slot has loss 0 (masked tokens
+    are zeroed), so ``mean * present`` is 0 for it and NaN/Inf for a non-finite sample.
+    """
+    tokens = sums[:, TOKENS]
+    present = (tokens > 0).to(sums.dtype)
+    mean = sums[:, LOSS] / tokens.clamp_min(1)
+    return torch.stack([sums[:, LOSS], tokens, sums[:, NONFINITE], mean * present, present], dim=1)
 
 
 def sample_mean_sums(
@@ -122,10 +133,9 @@ def sample_mean_sums(
     A slot is a sample when it holds at least one unmasked token; its mean is loss / tokens.
     """
     tokens = sums[:, TOKENS]
-    present = tokens > 0
+    present = (tokens > 0).to(sums.dtype)
     mean = sums[:, LOSS] / tokens.clamp_min(1)
-    zero = torch.zeros((), dtype=sums.dtype, device=sums.device)
-    values = torch.stack([torch.where(present, mean, zero), present.to(sums.dtype)], dim=1)
+    values = torch.stack([mean * present, present], dim=1)
     out = torch.zeros(num_channels + 1, 2, dtype=sums.dtype, device=sums.device)
     out.index_add_(0, slot_channel, values)
     return out
