@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { colorAt } from "./channels.js";
 import { SeriesStore, ema, plottable } from "./series.js";
-import { baseLayout, draw, escapeText } from "./plot.js";
+import { baseLayout, draw, escapeText, plotlyReady } from "./plot.js";
 import { maxPoints } from "./settings.js";
 
 const METRICS = [
@@ -90,6 +90,7 @@ export async function mountComparePage(container, { params, poller, showError })
 
   async function reloadAll() {
     await Promise.all(state.ids.map(loadRun));
+    await plotlyReady;
     render();
   }
 
@@ -104,6 +105,7 @@ export async function mountComparePage(container, { params, poller, showError })
         return undefined;
       }),
     );
+    await plotlyReady;
     render();
   }
 
@@ -120,7 +122,7 @@ export async function mountComparePage(container, { params, poller, showError })
       }
       return cell;
     });
-    for (const [channel, node] of existing) if (!channels.includes(channel)) window.Plotly.purge(node.lastChild);
+    for (const [channel, node] of existing) if (!channels.includes(channel)) window.Plotly?.purge(node.lastChild);
     replaceChildren(grid, cells.length ? cells : h("p", { className: "muted", text: "Pick two or more runs to compare." }));
     const yTitle = METRICS.find(([m]) => m === state.metric)[1];
     cells.forEach((cell, ci) => {
@@ -146,7 +148,7 @@ export async function mountComparePage(container, { params, poller, showError })
   poller.start(refresh);
   return {
     unmount() {
-      for (const node of grid.querySelectorAll(".chart")) window.Plotly.purge(node);
+      for (const node of grid.querySelectorAll(".chart")) window.Plotly?.purge(node);
     },
   };
 }

@@ -10,6 +10,23 @@ export function escapeText(text) {
     .replace(/%\{/g, "%&#123;");
 }
 
+/**
+ * Resolves once plotly.js (served from the installed plotly package) has run. Loaded here,
+ * after the modules, so that pages send their API requests before the browser spends its time
+ * compiling plotly.js.
+ */
+export const plotlyReady = new Promise((resolve, reject) => {
+  if (window.Plotly) {
+    resolve(window.Plotly);
+    return;
+  }
+  const script = document.createElement("script");
+  script.src = "/static/vendor/plotly.min.js";
+  script.addEventListener("load", () => resolve(window.Plotly));
+  script.addEventListener("error", () => reject(new Error("could not load /static/vendor/plotly.min.js")));
+  document.head.appendChild(script);
+});
+
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
 
 /**

@@ -5,7 +5,7 @@ import { api, ApiError } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { buildTree, colorAt, visibleCurves } from "./channels.js";
 import { SeriesStore, withDetail } from "./series.js";
-import { baseLayout, draw, relayoutXRange } from "./plot.js";
+import { baseLayout, draw, plotlyReady, relayoutXRange } from "./plot.js";
 import { alertOverlay, lossTraces, shareTraces, weightTraces } from "./run_charts.js";
 import { alertsPanel, channelTree, lossControls, metadataPanel, runHeader } from "./run_panels.js";
 import { maxPoints } from "./settings.js";
@@ -149,7 +149,7 @@ export async function mountRunPage(container, { runId, params, poller, showError
   }
 
   async function loadOverview() {
-    const body = await api.series(state.run.id, { metrics: METRICS, maxPoints: maxPoints() });
+    const body = await api.series(runId, { metrics: METRICS, maxPoints: maxPoints() });
     state.overview.replace(body);
     state.appendedSinceOverview = 0;
   }
@@ -170,7 +170,7 @@ export async function mountRunPage(container, { runId, params, poller, showError
   async function loadAlerts() {
     if (!state.alertsAvailable) return;
     try {
-      const body = await api.alerts({ run_id: state.run.id });
+      const body = await api.alerts({ run_id: runId });
       state.alerts = body.data.slice().sort((a, b) => a.start_step - b.start_step);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) state.alertsAvailable = false;
@@ -203,32 +203,36 @@ export async function mountRunPage(container, { runId, params, poller, showError
     }
   }
 
+  /** Apply an after_step poll: append, or downsample again when the new points are many. */
+  async function applyNewPoints(body) {
+    if (body.series.some((s) => s.downsampled)) return loadOverview();
+    state.overview.merge(body);
+    if (state.detail) state.detail.store.merge(body);
+    state.appendedSinceOverview += body.series.reduce((n, s) => n + s.steps.length, 0);
+    // raw points appended to a downsampled overview pile up: downsample again
+    if (state.overview.downsampled && state.appendedSinceOverview > maxPoints() * METRICS.length) {
+      return loadOverview();
+    }
+    return undefined;
+  }
+
   async function refresh() {
     const before = state.overview.lastStep;
-    state.run = await api.getRun(state.run.id);
-    if (before === null) await loadOverview();
-    else {
-      const body = await api.series(state.run.id, { metrics: METRICS, afterStep: before, maxPoints: maxPoints() });
-      if (body.series.some((s) => s.downsampled)) await loadOverview();
-      else {
-        state.overview.merge(body);
-        if (state.detail) state.detail.store.merge(body);
-        state.appendedSinceOverview += body.series.reduce((n, s) => n + s.steps.length, 0);
-        // appended raw points pile up on a downsampled overview: downsample again
-        if (state.overview.downsampled && state.appendedSinceOverview > maxPoints() * METRICS.length) {
-          await loadOverview();
-        }
-      }
-    }
-    await loadAlerts();
-    // the run was read before the points: show the newest step either told us
-    state.run.last_step = Math.max(state.run.last_step ?? -1, state.overview.lastStep ?? -1);
+    const newPoints =
+      before === null
+        ? loadOverview()
+        : api.series(runId, { metrics: METRICS, afterStep: before, maxPoints: maxPoints() }).then(applyNewPoints);
+    const [run] = await Promise.all([api.getRun(runId), newPoints, loadAlerts()]);
+    state.run = run;
+    // the run may have been read before the newest points: show the newest step either told
+    state.run.last_step = Math.max(run.last_step ?? -1, state.overview.lastStep ?? -1);
     renderInfo();
     renderCharts();
   }
 
-  state.run = await api.getRun(runId);
-  await Promise.all([loadOverview(), loadAlerts()]);
+  // all first requests at once; plotly.js compiles meanwhile
+  [state.run] = await Promise.all([api.getRun(runId), loadOverview(), loadAlerts()]);
+  await plotlyReady;
   renderInfo();
   renderCharts();
   performance.mark("lossradar:run-page-drawn"); // read by benchmarks/dashboard_load.py
@@ -239,7 +243,7 @@ export async function mountRunPage(container, { runId, params, poller, showError
   poller.start(refresh);
   return {
     unmount() {
-      for (const chart of [lossChart, shareChart, weightChart]) window.Plotly.purge(chart);
+      for (const chart of [lossChart, shareChart, weightChart]) window.Plotly?.purge(chart);
     },
   };
 }

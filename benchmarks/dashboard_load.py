@@ -1,0 +1,146 @@
+"""How long the run page takes to open on a long run, in a real browser.
+
+A real server process (`tests.server.live`, SQLite) is filled through the ingest API with a
+run of STEPS steps x CHANNELS channels (`loss` and `token_share`) and a short baseline run of
+the same shape. Debian's Chromium opens each run page in a fresh browser context (cold cache:
+plotly.js included) and reads the page's own `lossradar:run-page-drawn` performance mark, set
+once the charts are drawn. run_page_ms is the median over --repeats of that mark's time since
+navigation start; points_drawn counts the points of the loss chart's traces (the server's
+min/max downsampling keeps the long run to about `max_points` per channel).
+
+    python benchmarks/dashboard_load.py                 # 100,000 steps x 16 channels
+    python benchmarks/dashboard_load.py --steps 20000   # quicker
+
+Last line: `dashboard run_page_ms=<n> points_drawn=<n>` (target: run_page_ms <= 1500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from server.alerts.rules import RULES  # noqa: E402
+from tests.server.live import start_live_server  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+CHUNK_STEPS = 5_000
+
+
+def fill_run(client: httpx.Client, key: str, steps: int, channels: int) -> int:
+    """Create a run and post `loss` and `token_share` for every step and channel."""
+    names = [f"domain{c // 4}/source{c % 4}" for c in range(channels)]
+    body = {"key": key, "name": key, "channels": [{"name": n} for n in names]}
+    run_id: int = client.post("/api/v1/runs", json=body).raise_for_status().json()["id"]
+    # the benchmark measures the page, not the alert engine: switch its rules off for this run
+    for rule in RULES:
+        override = {"run_id": run_id, "rule": rule, "params": {"enabled": 0}}
+        client.put("/api/v1/alert-rules/overrides", json=override).raise_for_status()
+    for start in range(0, steps, CHUNK_STEPS):
+        chunk = list(range(start, min(start + CHUNK_STEPS, steps)))
+        series: list[dict[str, Any]] = []
+        for c, name in enumerate(names):
+            loss = [2.0 + 2.0 * math.exp(-s / 20_000) + 0.05 * math.sin(s / 37 + c) for s in chunk]
+            share = [1.0 / channels] * len(chunk)
+            for metric, values in (("loss", loss), ("token_share", share)):
+                series.append({"metric": metric, "channel": name, "steps": chunk, "values": values})
+        client.post(f"/api/v1/runs/{run_id}/points", json={"series": series}).raise_for_status()
+    return run_id
+
+
+def open_run_page(browser: Any, url: str, token: str, run_id: int) -> tuple[float, int]:
+    """(ms from navigation start to the charts drawn, points in the loss chart), cold cache."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context.add_init_script(
+        f"localStorage.setItem('lossradar.readToken', {token!r});"
+        "localStorage.setItem('lossradar.pollMs', '0');"
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{url}/#/runs/{run_id}")
+    page.wait_for_function(
+        "() => performance.getEntriesByName('lossradar:run-page-drawn').length > 0",
+        timeout=120_000,
+    )
+    drawn_ms = page.evaluate(
+        "() => performance.getEntriesByName('lossradar:run-page-drawn')[0].startTime"
+    )
+    points = page.evaluate(
+        """() => document.getElementById('loss-chart').data
+            .filter(t => t.meta && t.meta.kind === 'loss')
+            .reduce((n, t) => n + t.x.length, 0)"""
+    )
+    context.close()
+    if errors:
+        raise RuntimeError(f"the run page logged errors: {errors}")
+    return float(drawn_ms), int(points)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--baseline-steps", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    chromium = os.environ.get("LOSSRADAR_TEST_CHROMIUM", "/usr/bin/chromium")
+
+    with tempfile.TemporaryDirectory() as tmp, start_live_server(Path(tmp)) as live:
+        client = httpx.Client(base_url=live.url, headers=live.headers(live.token), timeout=600)
+        began = time.perf_counter()
+        baseline_id = fill_run(client, "baseline", args.baseline_steps, args.channels)
+        long_id = fill_run(client, "long", args.steps, args.channels)
+        fill_s = time.perf_counter() - began
+        stored = 2 * (args.steps + args.baseline_steps) * args.channels
+        print(f"filled {stored:,} points through the ingest API in {fill_s:.1f} s")
+
+        results: dict[str, tuple[float, int]] = {}
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            for name, run_id in (("baseline", baseline_id), ("long", long_id)):
+                runs = [
+                    open_run_page(browser, live.url, live.read_token, run_id)
+                    for _ in range(args.repeats)
+                ]
+                results[name] = (statistics.median(r[0] for r in runs), runs[0][1])
+            browser.close()
+        client.close()
+
+    base_ms, base_points = results["baseline"]
+    long_ms, long_points = results["long"]
+    long_stored = args.steps * args.channels
+    print(f"{'run':<10}{'steps':>9}{'loss points stored':>20}{'points drawn':>14}{'page ms':>10}")
+    print(
+        f"{'baseline':<10}{args.baseline_steps:>9}{args.baseline_steps * args.channels:>20}"
+        f"{base_points:>14}{base_ms:>10.0f}"
+    )
+    print(f"{'long':<10}{args.steps:>9}{long_stored:>20}{long_points:>14}{long_ms:>10.0f}")
+    print(
+        f"long/baseline page time: {long_ms / base_ms:.2f}x for "
+        f"{args.steps / args.baseline_steps:.0f}x the steps; "
+        f"stored/drawn points: {long_stored / long_points:.1f}x"
+    )
+    print(f"dashboard run_page_ms={long_ms:.0f} points_drawn={long_points}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
