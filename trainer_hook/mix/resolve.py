@@ -25,11 +25,12 @@ Prefixes of one leaf share the leaf's tokens in proportion to their tokens (equa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from trainer_hook.mix.checks import MixWarning, check_plan, fmt_amount
 from trainer_hook.mix.sizes import DataSize, read_data_size
 from trainer_hook.mix.spec import ChannelSpec, MixPlanError, MixPlanSpec
 
@@ -82,13 +83,6 @@ class PlannedChannel:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class MixWarning:
-    kind: Literal["repeats", "too-small"]
-    channel: str
-    message: str
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class ResolvedPlan:
     spec: MixPlanSpec
     channels: tuple[PlannedChannel, ...]
@@ -108,9 +102,6 @@ class ResolvedPlan:
             if node.name == name:
                 return node
         raise KeyError(name)
-
-
-SizeReader = Callable[[str, str], DataSize]
 
 
 def resolve_plan(
@@ -207,7 +198,7 @@ class _Resolver:
                             weight=part / total,
                         )
                     )
-        warnings = self.check(planned)
+        warnings = check_plan(self.spec, planned)
         return ResolvedPlan(
             spec=self.spec,
             channels=tuple(planned),
@@ -280,16 +271,16 @@ class _Resolver:
         if ratios and rest <= 0:
             raise MixPlanError(
                 f"{self.spec.source}: ratios do not resolve under {where}: the absolute budgets "
-                f"of its entries use all of its {_fmt(amount.value)} {amount.unit}, leaving "
+                f"of its entries use all of its {fmt_amount(amount.value)} {amount.unit}, leaving "
                 f"nothing for {', '.join(repr(k.name) for k in ratios)}; lower them or raise "
                 "the parent's budget"
             )
         if not ratios and rest != 0:
-            total = _fmt(amount.value - rest)
+            total = fmt_amount(amount.value - rest)
             raise MixPlanError(
                 f"{self.spec.source}: budgets do not add up under {where}: its entries sum to "
-                f"{total} {amount.unit} but it has {_fmt(amount.value)}; make them sum to the "
-                "parent, or give ratios instead"
+                f"{total} {amount.unit} but it has {fmt_amount(amount.value)}; make them sum to "
+                "the parent, or give ratios instead"
             )
         ratio_sum = sum((k.ratio for k in ratios if k.ratio is not None), Fraction(0))
         for kid in kids:
@@ -309,71 +300,3 @@ class _Resolver:
             return amount.value
         size = self.node_data(leaf)
         return amount.value * size.tokens / size.documents
-
-    # ---- checks --------------------------------------------------------------------------
-    def setting(self, name: str, key: str) -> object:
-        """A per-entry setting, inherited from the nearest ancestor that sets it."""
-        parts = name.split("/")
-        nodes = {n.name: n for n in self.spec.root.walk()}
-        for depth in range(len(parts), 0, -1):
-            value = getattr(nodes["/".join(parts[:depth])], key)
-            if value is not None:
-                return value
-        return getattr(self.spec, key)
-
-    def check(self, planned: list[PlannedChannel]) -> list[MixWarning]:
-        warnings: list[MixWarning] = []
-        seq = self.spec.seq_length
-        for node in planned:
-            if not node.is_leaf:
-                continue
-            epochs = node.epochs
-            if epochs > 1 and not self.setting(node.name, "allow_repeat"):
-                raise MixPlanError(
-                    f"{self.spec.source}: entry {node.name!r}: its budget of "
-                    f"{_fmt(node.tokens)} tokens ({_fmt(node.documents)} samples) is "
-                    f"{float(epochs):.3g} epochs of its data ({node.data.tokens} tokens, "
-                    f"{node.data.documents} samples) and repetition is not allowed; lower it "
-                    f"to at most {node.data.tokens} tokens / {node.data.documents} samples, add "
-                    "data, or set allow_repeat = true"
-                )
-            max_epochs = float(str(self.setting(node.name, "max_epochs")))
-            if epochs > Fraction(str(max_epochs)):
-                warnings.append(
-                    MixWarning(
-                        kind="repeats",
-                        channel=node.name,
-                        message=(
-                            f"{node.name}: repeats {float(epochs):.2f} times (more than "
-                            f"max_epochs = {max_epochs:g}); add data or lower its share"
-                        ),
-                    )
-                )
-            if node.data.tokens < seq + 1:
-                warnings.append(
-                    MixWarning(
-                        kind="too-small",
-                        channel=node.name,
-                        message=(
-                            f"{node.name}: too small for its share: {node.data.tokens} tokens "
-                            f"cannot fill one sample of seq_length {seq} without repeating "
-                            "inside the sample; add data"
-                        ),
-                    )
-                )
-            elif node.megatron_samples < 1:
-                warnings.append(
-                    MixWarning(
-                        kind="too-small",
-                        channel=node.name,
-                        message=(
-                            f"{node.name}: its share is {float(node.megatron_samples):.2f} of one "
-                            "training sample; it may get none: raise its budget or drop it"
-                        ),
-                    )
-                )
-        return warnings
-
-
-def _fmt(value: Fraction) -> str:
-    return f"{float(value):,.6g}" if value.denominator != 1 else f"{value.numerator:,}"
