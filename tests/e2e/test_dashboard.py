@@ -231,6 +231,36 @@ def test_folding_a_parent_draws_its_token_weighted_loss(
     assert opened.errors == []
 
 
+def test_compare_page_draws_each_channel_with_one_trace_per_run(
+    open_dashboard: Any, runs: dict[str, int]
+) -> None:
+    uniform, reweighted = runs["uniform"], runs["reweighted"]
+    opened = open_dashboard(f"#/compare?runs={uniform},{reweighted}", ready="compare")
+    page = opened.page
+    opened.wait("document.querySelectorAll('#compare-grid .js-plotly-plot').length === 4")
+    assert page.locator(".compare-cell h3").all_text_contents() == CHANNELS
+    charts_js = "Array.from(document.querySelectorAll('#compare-grid .chart'))"
+    charts = page.evaluate(
+        f"{charts_js}.map(n => n.data.map(t => "
+        "({name: t.name, x: Array.from(t.x), y: Array.from(t.y)})))"
+    )
+    for ci, (channel, traces) in enumerate(zip(CHANNELS, charts, strict=True)):
+        steps = [s for s in range(STEPS) if present(channel, s)]
+        assert [t["name"] for t in traces] == [f"uniform #{uniform}", f"reweighted #{reweighted}"]
+        assert [t["x"] for t in traces] == [steps, steps]
+        assert traces[0]["y"] == [loss(ci, s) for s in steps]
+        assert traces[1]["y"] == [loss(ci, s) - 0.2 for s in steps]
+
+    # zooming one chart zooms them all
+    page.evaluate(f"Plotly.relayout({charts_js}[0], {{'xaxis.range': [10, 20]}})")
+    opened.wait(f"{charts_js}.every(n => n._fullLayout.xaxis.range.join() === '10,20')")
+    # dropping a run leaves one trace per chart and updates the link
+    page.uncheck(f"#run-picker input[value='{reweighted}']")
+    opened.wait(f"{charts_js}.every(n => n.data.length === 1)")
+    assert page.evaluate("location.hash") == f"#/compare?runs={uniform}"
+    assert opened.errors == []
+
+
 def test_xss_channel_name_stays_inert_on_every_page(
     open_dashboard: Any, runs: dict[str, int]
 ) -> None:

@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { colorAt } from "./channels.js";
 import { SeriesStore, ema, plottable } from "./series.js";
-import { baseLayout, draw, escapeText, plotlyReady } from "./plot.js";
+import { baseLayout, draw, escapeText, plotlyReady, relayoutXRange } from "./plot.js";
 import { maxPoints } from "./settings.js";
 
 const METRICS = [
@@ -26,7 +26,16 @@ export function parseRunIds(text) {
 }
 
 export async function mountComparePage(container, { params, poller, showError }) {
-  const state = { ids: parseRunIds(params.get("runs")), metric: "loss", smoothing: 0, logY: false, runs: new Map(), stores: new Map() };
+  const state = {
+    ids: parseRunIds(params.get("runs")),
+    metric: "loss",
+    smoothing: 0,
+    logY: false,
+    xRange: null, // shared by every chart: zooming one zooms all
+    runs: new Map(),
+    stores: new Map(),
+  };
+  const listening = new WeakSet();
   const picker = h("div", { className: "run-picker", id: "run-picker" });
   const grid = h("div", { className: "compare-grid", id: "compare-grid" });
   const smoothingValue = h("output", { text: "0.00" });
@@ -139,7 +148,17 @@ export async function mountComparePage(container, { params, poller, showError })
           meta: { kind: "compare", run: id, channel },
         };
       });
-      draw(cell.lastChild, traces, baseLayout({ yTitle, logY: state.logY, height: 300 }));
+      const chart = cell.lastChild;
+      draw(chart, traces, baseLayout({ yTitle, logY: state.logY, xRange: state.xRange, height: 300 }));
+      if (!listening.has(chart)) {
+        listening.add(chart);
+        chart.on("plotly_relayout", (event) => {
+          const range = relayoutXRange(event);
+          if (range === undefined) return;
+          state.xRange = range;
+          render();
+        });
+      }
     });
   }
 
