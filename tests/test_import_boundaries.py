@@ -41,7 +41,7 @@ _BLOCKER = textwrap.dedent(
         def find_spec(self, name, path=None, target=None):
             top = name.split(".")[0]
             if top not in allowed:
-                raise ImportError(f"forbidden import of {name!r}")
+                raise ModuleNotFoundError(f"forbidden import of {name!r}")
             return None
     sys.meta_path.insert(0, Blocker())
     """

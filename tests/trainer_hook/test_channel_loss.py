@@ -247,3 +247,33 @@ def test_accumulate_and_step_make_no_host_sync(normalization: str) -> None:
             hook.step()
     with pytest.raises(AssertionError, match="host sync"), forbid_host_syncs():
         torch.ones(1).item()  # the guard itself works
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_sync_on_cuda() -> None:
+    """On a real GPU, torch's sync debug mode turns any synchronising op into an error."""
+    device = torch.device("cuda")
+    hook = ChannelLoss(
+        channels=["a", "b", "c"],
+        sample_reweight=SampleReweightConfig(normalization="quantile"),
+        channel_reweight=ChannelReweightConfig(strategy="doremi"),
+    )
+    g = torch.Generator().manual_seed(4)
+    batches = [
+        (
+            torch.rand(2, 8, generator=g).to(device, torch.bfloat16),
+            torch.ones(2, 8, device=device),
+            torch.randint(0, 5, (2, 8), generator=g).to(device),
+            torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2]] * 2, device=device),
+        )
+        for _ in range(6)
+    ]
+    hook.accumulate(*batches[0])  # first call allocates buffers
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for loss, mask, ids, seg in batches[1:]:
+            hook.accumulate(loss, mask, ids, seg)
+            hook.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert set(hook.step().channel_metrics()) <= {"a", "b", "c"}
