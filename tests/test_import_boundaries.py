@@ -52,6 +52,8 @@ def _modules(package: str, skip: tuple[str, ...] = ()) -> list[str]:
     pkg_dir = ROOT / package
     names = [package]
     for info in pkgutil.walk_packages([str(pkg_dir)], prefix=f"{package}."):
+        if info.name.endswith(".__main__"):
+            continue  # running a package's __main__ starts its program
         if not any(info.name.startswith(s) for s in skip):
             names.append(info.name)
     return names
