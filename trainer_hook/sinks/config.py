@@ -36,8 +36,9 @@ class SenderConfig:
     $LOSSRADAR_SPOOL_DIR or ~/.cache/lossradar/spool."""
     max_queue_steps: int = 10_000
     """Steps held in memory before log_step spills to the spool itself."""
-    batch_max_points: int = 8192
-    """Points per POST at most (one step is never split)."""
+    batch_max_points: int = 4096
+    """Points per POST at most (one step is never split). Smaller batches hold Python's GIL
+    for shorter stretches in the sender thread (building a batch costs ~0.5 µs per point)."""
     batch_max_steps: int = 1000
     """Steps per POST at most."""
     drain_interval_s: float = 0.05

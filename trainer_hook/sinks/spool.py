@@ -129,6 +129,7 @@ class Spool:
                     log.error("lossradar spool: skipping a corrupt line at offset %d", offset + pos)
                     pos = nl + 1
                     continue
+                time.sleep(0)  # offer the GIL to the training thread between records
                 n = record_points(record)
                 if records and points + n > max_points:
                     return records, offset + pos, points, replayed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Record = tuple[int, float, dict[str, float], dict[str, dict[str, float]]]
@@ -48,11 +48,16 @@ def wire_value(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def build_points_body(records: Iterable[Record]) -> dict[str, Any]:
+def build_points_body(
+    records: Iterable[Record], pause: Callable[[], object] | None = None
+) -> dict[str, Any]:
     """Group records into the `{"series": [...]}` body; within a batch the last write of a
-    (metric, channel, step) wins, as it does on the server."""
+    (metric, channel, step) wins, as it does on the server. `pause` is called after each
+    record (the sender passes `time.sleep(0)` to offer the GIL to the training thread)."""
     latest: dict[SeriesKey, dict[int, tuple[float, float]]] = {}
     for step, wall_time, run, channels in records:
+        if pause is not None:
+            pause()
         for metric, value in run.items():
             latest.setdefault((metric, None), {})[step] = (value, wall_time)
         for channel_name, metrics in channels.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -149,3 +150,28 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self._relay("PATCH")
 
     return Handler
+
+
+def main(argv: list[str]) -> int:
+    """Run the proxy as its own process (so its work does not share the GIL of the process
+    under test): `python proxy.py HOST PORT` prints `PORT <n>`, then obeys stdin lines
+    `mode <name>`, `upstream <host> <port>`, `duplicated` (answers `DUPLICATED <n>`), `quit`."""
+    proxy = FaultProxy(argv[0], int(argv[1]))
+    print(f"PORT {proxy.port}", flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "mode":
+            proxy.set_mode(cmd[1])
+        elif cmd[0] == "upstream":
+            proxy.upstream = (cmd[1], int(cmd[2]))
+        elif cmd[0] == "duplicated":
+            print(f"DUPLICATED {proxy.duplicated()}", flush=True)
+        print("OK", flush=True)
+    proxy.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
