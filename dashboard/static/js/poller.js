@@ -37,7 +37,8 @@ export class Poller {
     this.timer = setTimeout(async () => {
       if (generation !== this.generation || !this.refresh) return;
       try {
-        await this.refresh();
+        // a hidden tab does not poll; it catches up (after_step) once shown again
+        if (!document.hidden) await this.refresh();
       } catch (err) {
         if (generation === this.generation) this.onError(err);
       }
