@@ -79,6 +79,10 @@ class ChannelLoss:
             counts and sums exact; use float32 on a device without float64 collectives).
         device: where the buffers live before the first micro-batch is seen (default: the
             device of the first ``per_token_loss``).
+        max_segments_per_row: with ``segment_ids``, the most documents a row can hold (default:
+            the sequence length, the full one under CP). It sizes the per-sample slots (and so the
+            CP block of the step's all-reduce and the sample-level collective); tokens of further
+            documents count in their channel but form no sample (``segment_overflow_tokens``).
 
     Every rank of ``group`` must call ``accumulate`` the same number of times per step with
     the same ``[B, L]`` (as Megatron does) and then ``step()``.
@@ -95,6 +99,7 @@ class ChannelLoss:
         channel_reweight: ChannelReweightConfig | None = None,
         reduce_dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
+        max_segments_per_row: int | None = None,
     ) -> None:
         if isinstance(channels, str) or not isinstance(channels, Sequence) or not channels:
             raise ValueError(
@@ -108,6 +113,13 @@ class ChannelLoss:
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise ValueError(f"channel names must be unique; repeated: {dups}")
+        if max_segments_per_row is not None and (
+            not isinstance(max_segments_per_row, int) or max_segments_per_row < 1
+        ):
+            raise ValueError(
+                f"max_segments_per_row={max_segments_per_row!r} must be an int >= 1 or None "
+                "(None = the sequence length)"
+            )
         if reduce_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"reduce_dtype={reduce_dtype} must be torch.float32 or torch.float64")
         if sample_reweight is not None and not isinstance(sample_reweight, SampleReweightConfig):
@@ -136,6 +148,7 @@ class ChannelLoss:
             )
         self._dp_size, self._dp_rank = dp_size, dp_rank
         self._dtype = reduce_dtype
+        self._max_segments_per_row = max_segments_per_row
         self._device = torch.device(device) if device is not None else None
         self._sample = sample_reweight
         self._reweighter = (
@@ -190,7 +203,7 @@ class ChannelLoss:
         mb = validate_micro_batch(per_token_loss, loss_mask, channel_ids, segment_ids, self._c)
         acc, extras = self._ensure_buffers(mb.loss.device)
         loss_det = mb.loss.detach().to(self._dtype)
-        ss = compute_slot_stats(mb, loss_det, self._c, self._cp_size)
+        ss = compute_slot_stats(mb, loss_det, self._c, self._cp_size, self._max_segments_per_row)
         if ss.segment_overflow_tokens is not None:
             extras[SEGMENT_OVERFLOW] += ss.segment_overflow_tokens
 
@@ -198,9 +211,14 @@ class ChannelLoss:
         completed: torch.Tensor | None = None
         if self._sample is not None and self._sample.active(self._steps):
             sample_factor, completed = self._sample_factors(ss.sums[:, :3])
-        if self._cp_size == 1:  # samples are complete here: one index_add does everything
-            assert ss.slot_channel is not None
+        if self._cp_size == 1 and ss.slot_channel is not None:
+            # samples are complete and single-channel here: one index_add does everything
             acc.index_add_(0, ss.slot_channel, channel_rows(ss.sums))
+        elif self._cp_size == 1:
+            assert ss.token_channel_sums is not None
+            acc[:, :SAMPLE_MEAN_SUM] += ss.token_channel_sums
+            ch = slot_channels(ss.sums, self._c)
+            acc[:, SAMPLE_MEAN_SUM:] += sample_mean_sums(ss.sums, ch, self._c)
         else:
             if ss.slot_channel is not None:
                 acc[:, :SAMPLE_MEAN_SUM].index_add_(

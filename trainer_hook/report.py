@@ -28,7 +28,7 @@ class ChannelIdOutOfRangeWarning(UserWarning):
 
 
 class SegmentIdOutOfRangeWarning(UserWarning):
-    """Under CP, tokens carried a segment id outside ``[0, L_full)``; their samples were merged."""
+    """Tokens belonged to a document that did not fit the per-row sample slots."""
 
 
 class StepReport:
@@ -87,9 +87,10 @@ class StepReport:
         bad_segments = self._extra(SEGMENT_OVERFLOW)
         if bad_segments > 0:
             msg = (
-                f"step {self.step}: {int(bad_segments)} tokens had a segment id outside "
-                "[0, full sequence length); under CP segment ids must be each document's index "
-                "inside the full (unsliced) row"
+                f"step {self.step}: {int(bad_segments)} tokens belonged to documents beyond "
+                "max_segments_per_row (or, under CP, had a segment id outside [0, that)); they "
+                "count in their channel but form no sample. Under CP segment ids must be each "
+                "document's index inside the full (unsliced) row"
             )
             logger.warning(msg)
             warnings.warn(SegmentIdOutOfRangeWarning(msg), stacklevel=5)

@@ -1,18 +1,22 @@
 """Per-sample sums of one micro-batch, in fixed-size slots (no host sync, static shapes).
 
 A *sample* is a row, or a packed document inside a row. Each micro-batch is laid out in
-``B * K`` slots, ``K`` slots per row:
+``B * K`` slots, ``K`` slots per row (``S`` = ``max_segments_per_row``, default ``L`` without
+CP and ``L * CP`` with CP):
 
-============================  =====================  =============================================
-inputs                        K                      slot of token (b, t)
-============================  =====================  =============================================
-ids ``[B]``, no segments      1                      ``b``
-ids ``[B, L]``, no segments   ``C + 1``              ``b*K + channel``  (a row's part per channel)
-segments, no CP               ``L``                  ``b*K + j``, j = index of the contiguous run
-                                                     of equal (segment, channel) in the row
-segments, CP > 1              ``L * CP + 1``         ``b*K + segment_id`` (global document index in
-                                                     ``[0, L*CP)``; other ids: the last slot)
-============================  =====================  =============================================
+============================  ===========  ===================================================
+inputs                        K            slot of token (b, t)
+============================  ===========  ===================================================
+ids ``[B]``, no segments      1            ``b``
+ids ``[B, L]``, no segments   ``C + 1``    ``b*K + channel``  (a row's part per channel)
+segments, no CP               ``S`` (+1)   ``b*K + j``, j = index of the contiguous run of
+                                           equal (segment, channel) in the row
+segments, CP > 1              ``S + 1``    ``b*K + segment_id`` (document index in the full row)
+============================  ===========  ===================================================
+
+Tokens whose document does not fit (run index or segment id outside ``[0, S)``) go to a last
+*dump* slot per row: they still count in their channel's loss and tokens (taken per token), but
+form no sample (no sample mean, sample factor 1) and are reported as segment overflow.
 
 Each slot holds four sums: loss, tokens, ``(channel + 1) * tokens`` and non-finite tokens. The
 third one recovers a slot's channel after its partial sums were added over the CP group:
@@ -52,9 +56,13 @@ def slot_channels(sums: torch.Tensor, num_channels: int) -> torch.Tensor:
 
 
 def compute_slot_stats(
-    mb: MicroBatch, loss_det: torch.Tensor, num_channels: int, cp_size: int
+    mb: MicroBatch,
+    loss_det: torch.Tensor,
+    num_channels: int,
+    cp_size: int,
+    max_segments_per_row: int | None = None,
 ) -> SlotStats:
-    """Slot sums of one micro-batch (and per-channel token sums when slots mix channels).
+    """Slot sums of one micro-batch (and per-channel token sums when slots cannot tell them).
 
     ``loss_det`` is the detached per-token loss already cast to the reduction dtype. Masked tokens
     contribute nothing, even when their loss is NaN; unmasked non-finite losses are summed (so the
@@ -81,33 +89,37 @@ def compute_slot_stats(
     nonfinite = (~torch.isfinite(lm)).to(dtype)
     ch_tok = mb.channel_idx if mb.per_token_ids else mb.channel_idx[:, None].expand(bsz, seq)
     rows = torch.arange(bsz, device=lm.device)[:, None]
-    exact = True
-    seg_overflow: torch.Tensor | None = None
+    dump = False  # a last slot per row for documents that do not fit
     if mb.segment_ids is None:
         k = num_channels + 1
         key = ch_tok
-    elif cp_size == 1:
-        k = seq
-        seg = mb.segment_ids
-        start = torch.ones_like(mb.mask)
-        start[:, 1:] = (seg[:, 1:] != seg[:, :-1]) | (ch_tok[:, 1:] != ch_tok[:, :-1])
-        key = torch.cumsum(start, dim=1) - 1
     else:
-        k = seq * cp_size + 1
         seg = mb.segment_ids
-        bad = (seg < 0) | (seg >= k - 1)
-        key = torch.where(bad, k - 1, seg)
-        seg_overflow = (bad & mb.mask).to(dtype).sum()
-        exact = False
+        if cp_size == 1:
+            start = torch.ones_like(mb.mask)
+            start[:, 1:] = (seg[:, 1:] != seg[:, :-1]) | (ch_tok[:, 1:] != ch_tok[:, :-1])
+            key = torch.cumsum(start, dim=1) - 1  # in [0, L)
+            cap = seq if max_segments_per_row is None else min(max_segments_per_row, seq)
+            dump = cap < seq
+        else:
+            key = seg
+            cap = seq * cp_size if max_segments_per_row is None else max_segments_per_row
+            dump = True
+        k = cap + 1 if dump else cap
+        if dump:
+            bad = (key < 0) | (key >= cap)
+            key = torch.where(bad, cap, key)
     slot = rows * k + key
     values = torch.stack([lm, mask_f, (ch_tok + 1).to(dtype) * mask_f, nonfinite], dim=-1)
     values = values.reshape(-1, NUM_SLOT_FIELDS)
     sums = torch.zeros(bsz * k, NUM_SLOT_FIELDS, dtype=dtype, device=lm.device)
     sums.index_add_(0, slot.reshape(-1), values)
-    if exact:
+    if not dump:  # every slot holds one channel: exact, and channel sums come from slots
         slot_channel = torch.zeros(bsz * k, dtype=torch.long, device=lm.device)
         slot_channel.scatter_(0, slot.reshape(-1), ch_tok.reshape(-1))
         return SlotStats(sums, k, slot, slot_channel, None, None)
+    seg_overflow = sums.view(bsz, k, NUM_SLOT_FIELDS)[:, k - 1, TOKENS].sum()
+    sums.view(bsz, k, NUM_SLOT_FIELDS)[:, k - 1] = 0.0  # the dump slot is no sample
     token_sums = torch.zeros(num_channels + 1, 3, dtype=dtype, device=lm.device)
     token_sums.index_add_(0, ch_tok.reshape(-1), values[:, [LOSS, TOKENS, NONFINITE]])
     return SlotStats(sums, k, slot, None, token_sums, seg_overflow)

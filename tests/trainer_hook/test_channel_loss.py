@@ -14,7 +14,10 @@ from trainer_hook import (
     ChannelLoss,
     ChannelReweightConfig,
     SampleReweightConfig,
+    SegmentIdOutOfRangeWarning,
 )
+from trainer_hook.inputs import validate_micro_batch
+from trainer_hook.samples import compute_slot_stats, slot_channels
 
 
 def test_row_ids_hand_computed_over_two_micro_batches() -> None:
@@ -277,3 +280,46 @@ def test_no_host_sync_on_cuda() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert set(hook.step().channel_metrics()) <= {"a", "b", "c"}
+
+
+def test_documents_beyond_max_segments_count_in_their_channel_but_form_no_sample() -> None:
+    hook = ChannelLoss(channels=["a", "b"], max_segments_per_row=2)
+    loss = torch.tensor([[1.0, 3.0, 5.0, 7.0, 9.0, 11.0]])
+    ids = torch.tensor([[0, 0, 1, 1, 0, 1]])
+    seg = torch.tensor([[0, 0, 1, 1, 2, 3]])  # 4 documents, 2 slots
+    hook.accumulate(loss, torch.ones(1, 6), ids, seg)
+    report = hook.step()
+    with pytest.warns(SegmentIdOutOfRangeWarning, match="2 tokens belonged to documents beyond"):
+        run = report.run_metrics()
+    assert run["segment_overflow_tokens"] == 2.0
+    ch = report.channel_metrics()
+    assert ch["a"]["tokens"] == 3.0
+    assert ch["a"]["loss"] == 13.0 / 3.0  # includes the overflowing document [9]
+    assert ch["a"]["samples"] == 1.0
+    assert ch["a"]["loss_sample_mean"] == 2.0
+    assert ch["b"]["tokens"] == 3.0
+    assert ch["b"]["loss"] == 23.0 / 3.0
+    assert ch["b"]["samples"] == 1.0
+    assert ch["b"]["loss_sample_mean"] == 6.0
+
+
+def test_cp_slots_use_global_segment_ids_and_dump_bad_ones() -> None:
+    """Under CP the slot is the document index in the full row; bad ids form no sample."""
+    mb = validate_micro_batch(
+        torch.tensor([[1.0, 2.0, 4.0, 8.0]], dtype=torch.float64),
+        torch.ones(1, 4),
+        torch.tensor([[1, 1, 0, 0]]),
+        torch.tensor([[5, 5, 7, -1]]),  # this CP rank holds part of documents 5 and 7
+        2,
+    )
+    ss = compute_slot_stats(mb, mb.loss, num_channels=2, cp_size=2)  # full row L*CP = 8
+    assert ss.slots_per_row == 9
+    assert ss.slot_channel is None  # recovered after the CP sum, from (channel+1)*tokens
+    assert ss.sums[5].tolist() == [3.0, 2.0, 4.0, 0.0]
+    assert ss.sums[7].tolist() == [4.0, 1.0, 1.0, 0.0]
+    assert ss.sums[8].tolist() == [0.0, 0.0, 0.0, 0.0]  # the dump slot
+    assert ss.segment_overflow_tokens is not None
+    assert ss.segment_overflow_tokens.item() == 1.0
+    assert ss.token_channel_sums is not None
+    assert ss.token_channel_sums.tolist() == [[12.0, 2.0, 0.0], [3.0, 2.0, 0.0], [0.0, 0.0, 0.0]]
+    assert slot_channels(ss.sums, 2)[[5, 7]].tolist() == [1, 0]
