@@ -38,17 +38,13 @@ def select_sink(
     """The sink for this rank: a NullSink on every rank but the logging one; there, an HttpSender
     when a server URL is given (`url=` or $LOSSRADAR_URL), plus a JsonlSink / TensorBoardSink
     for the paths given, fanned out by a MultiSink when more than one applies.
-    `sender_settings` go to SenderConfig (token, run_key, channels, ...)."""
+    `sender_settings` go to SenderConfig (token, run_key, channels, ...) and are unused when
+    there is no server URL, so one call serves jobs with and without a server."""
     if not is_logging_rank:
         return NullSink()
     sinks: list[MetricSink] = []
     if url or os.environ.get("LOSSRADAR_URL"):
         sinks.append(HttpSender(url=url, **sender_settings))
-    elif sender_settings:
-        raise ValueError(
-            f"sender settings {sorted(sender_settings)} given but no server URL: "
-            "pass url= or set LOSSRADAR_URL"
-        )
     if jsonl_path is not None:
         sinks.append(JsonlSink(jsonl_path))
     if tensorboard_dir is not None:

@@ -96,11 +96,13 @@ def test_null_and_multi_sinks(tmp_path: Path) -> None:
 
 def test_select_sink_per_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOSSRADAR_URL", raising=False)
+    monkeypatch.delenv("LOSSRADAR_RUN_KEY", raising=False)
     assert type(select_sink(False, url="http://x:1", run_key="k")) is NullSink
     assert type(select_sink(True)) is NullSink  # nowhere to send: warns, records nothing
     assert type(select_sink(True, jsonl_path=tmp_path / "m.jsonl")) is JsonlSink
-    with pytest.raises(ValueError, match="no server URL"):
-        select_sink(True, run_key="k")
+    assert type(select_sink(True, run_key="k", channels=["a"])) is NullSink
+    with pytest.raises(ValueError, match="set LOSSRADAR_RUN_KEY"):
+        select_sink(True, url="http://x:1", run_key=None)
     monkeypatch.setenv("LOSSRADAR_URL", "http://127.0.0.1:9")
     sender = select_sink(True, run_key="k", spool_dir=tmp_path)
     assert type(sender) is HttpSender
