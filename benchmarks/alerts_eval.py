@@ -13,7 +13,7 @@ Side by side, the same runs through a baseline rule (the channel's loss over the
 others, EWMA z-score), to show why the engine judges a channel against its own trend.
 
     python benchmarks/alerts_eval.py                  # record if needed (~15 min on 2 cores)
-    python benchmarks/alerts_eval.py --steps 200 --onset 100 --clean 3
+    python benchmarks/alerts_eval.py --steps 100 --onset 50 --clean 3 --jobs 2
 
 Last line: ``alerts kinds=<n> max_delay_steps=<n> mean_delay_steps=<x> false_alarms=<n>
 clean_runs=<n>``.
@@ -38,6 +38,12 @@ CHANNEL = "finance"
 CLEAN_SEEDS = (11, 22, 33, 44, 55)
 
 
+def _model() -> Any:
+    from lossradar.demo.model import GPTConfig
+
+    return GPTConfig(seq_length=128, d_model=64, n_layers=2, n_heads=2)
+
+
 @dataclass
 class Firing:
     step: int
@@ -45,18 +51,82 @@ class Firing:
     rule: str
 
 
-def recording(out: Path, *, steps: int, seed: int, corruption: str | None) -> Path:
-    """The cached JSONL of one run, recorded on first use."""
+def recording_path(out: Path, *, steps: int, seed: int, corruption: str | None) -> Path:
     name = f"{corruption.replace('@', '-').replace(':', '-') if corruption else 'clean'}"
-    path = out / f"{name}-seed{seed}-steps{steps}.jsonl"
-    if not path.exists():
-        from lossradar.demo.record import record_run
+    return out / f"{name}-seed{seed}-steps{steps}.jsonl"
 
-        print(f"recording {path.name} ...", flush=True)
-        tmp = path.with_suffix(".tmp")
-        record_run(tmp, steps=steps, seed=seed, corruption=corruption)
-        tmp.rename(path)
+
+def _wire(value: float) -> float | str:
+    return (
+        value
+        if math.isfinite(value)
+        else str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    )
+
+
+def record(job: tuple[Path, int, int, str | None]) -> Path:
+    """Record one run in ``lossradar.demo.record``'s JSONL format, with a small GPT (one torch
+    thread, so several jobs share the cores): d_model 64, 2 layers, sequences of 128 tokens,
+    16 rows per step (about 5 of them finance)."""
+    import json
+    import time
+
+    import torch
+
+    from lossradar.demo.corrupt import Corruption
+    from lossradar.demo.megatron_data import prepare_data
+    from lossradar.demo.sources import CHANNELS, TARGET_SHARES
+    from lossradar.demo.train import TrainConfig, train
+    from trainer_hook import ChannelLoss
+
+    path, steps, seed, corruption = job
+    torch.set_num_threads(1)
+    print(f"recording {path.name} ...", flush=True)
+    spec = Corruption.parse(corruption, CHANNELS) if corruption else None
+    cfg = TrainConfig(steps=steps, seed=seed, corruption=spec, batch_size=16, model=_model())
+    data = prepare_data(num_samples=steps * cfg.batch_size, seq_length=cfg.model.seq_length)
+    hook = ChannelLoss(channels=list(data.channels))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        meta = {
+            "seed": seed,
+            "steps": steps,
+            "corruption": corruption,
+            "channels": list(data.channels),
+            "target_shares": dict(TARGET_SHARES),
+        }
+        f.write(json.dumps({"meta": meta}) + "\n")
+
+        def write_step(step: int, run: Any, channels: Any) -> None:
+            line = {
+                "step": step,
+                "wall_time": time.time(),
+                "run": {k: _wire(float(v)) for k, v in run.items()},
+                "channels": {
+                    c: {k: _wire(float(v)) for k, v in m.items()} for c, m in channels.items()
+                },
+            }
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+
+        train(cfg, data, hook=hook, on_step=write_step)
+    tmp.rename(path)
     return path
+
+
+def record_missing(jobs: list[tuple[Path, int, int, str | None]], workers: int) -> None:
+    """Record the runs not cached yet, ``workers`` at a time."""
+    missing = [j for j in jobs if not j[0].exists()]
+    if not missing:
+        return
+    if workers <= 1:
+        for job in missing:
+            record(job)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(record, missing, chunksize=1)
 
 
 def replay(path: Path) -> tuple[dict[str, Any], list[Firing]]:
@@ -101,17 +171,37 @@ def ratio_baseline(path: Path, *, onset: int, z: float = 6.0) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--onset", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--onset", type=int, default=50)
     parser.add_argument("--clean", type=int, default=3, help="clean runs (different seeds)")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the corrupted runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "alerts")
+    parser.add_argument("--jobs", type=int, default=2, help="runs recorded in parallel")
     args = parser.parse_args(argv)
     if not 20 < args.onset < args.steps:
         parser.error("--onset must be after the warm-up (20) and before --steps")
     if not 1 <= args.clean <= len(CLEAN_SEEDS):
         parser.error(f"--clean must be 1..{len(CLEAN_SEEDS)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    specs = [f"{CHANNEL}@{args.onset}:{kind}" for kind in KINDS]
+    jobs = [
+        (
+            recording_path(args.out, steps=args.steps, seed=args.seed, corruption=spec),
+            args.steps,
+            args.seed,
+            spec,
+        )
+        for spec in specs
+    ] + [
+        (
+            recording_path(args.out, steps=args.steps, seed=seed, corruption=None),
+            args.steps,
+            seed,
+            None,
+        )
+        for seed in CLEAN_SEEDS[: args.clean]
+    ]
+    record_missing(jobs, args.jobs)
 
     delays: list[int] = []
     baseline: list[str] = []
@@ -119,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'run':<28} {'first firing on ' + CHANNEL:<34} {'delay':>5}  baseline  false alarms")
     for kind in KINDS:
         spec = f"{CHANNEL}@{args.onset}:{kind}"
-        path = recording(args.out, steps=args.steps, seed=args.seed, corruption=spec)
+        path = recording_path(args.out, steps=args.steps, seed=args.seed, corruption=spec)
         _, firings = replay(path)
         wrong = [f for f in firings if f.step < args.onset or f.channel != CHANNEL]
         hits = [f for f in firings if f.step >= args.onset and f.channel == CHANNEL]
@@ -133,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ", ".join(f"{f.step}:{f.channel}:{f.rule}" for f in wrong[:4])
         print(f"{kind:<28} {first:<34} {delay:>5}  {base_text:>8}  {len(wrong)} {extra}")
     for seed in CLEAN_SEEDS[: args.clean]:
-        path = recording(args.out, steps=args.steps, seed=seed, corruption=None)
+        path = recording_path(args.out, steps=args.steps, seed=seed, corruption=None)
         _, firings = replay(path)
         false_alarms += len(firings)
         extra = ", ".join(f"{f.step}:{f.channel}:{f.rule}" for f in firings[:4])

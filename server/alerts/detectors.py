@@ -62,7 +62,7 @@ def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | N
     if x is None:
         return None
     expected = state["level"] + state["trend"] if "level" in state else x
-    z = observe(state, x, alpha=p["alpha"], clip=4.0)
+    z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
     if z is None or state["n"] <= p["min_history"]:
         return Verdict(False, 0.0, "warming up")
     jump = x - expected
@@ -77,7 +77,7 @@ def _cusum(state: State, obs: Observation, p: Mapping[str, float], sign: float) 
     x = _finite_loss(obs)
     if x is None:
         return None
-    z = observe(state, x, alpha=p["alpha"], clip=p["clip"])
+    z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
     if z is None or state["n"] <= p["min_history"]:
         state["cusum"] = 0.0
         return None
@@ -87,18 +87,29 @@ def _cusum(state: State, obs: Observation, p: Mapping[str, float], sign: float) 
 
 
 def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
-    """Active when the upward CUSUM of the residual against the channel's own trend exceeds h."""
+    """Active when the loss rises against the channel's own trend, fast or slowly.
+
+    score = max(upward CUSUM, h * rebound / rebound_z), where rebound is how far a slow EWMA
+    of the loss (weight ``slow_alpha``) stands above its own minimum, in scales.
+    """
     s = _cusum(state, obs, p, +1.0)
     if s is None:
         return None if obs.loss is None else Verdict(False, 0.0, "warming up")
-    trend = state["trend"]
-    return Verdict(
-        s > p["h"],
-        s,
-        f"loss {obs.loss:.4g} rising against its trend (CUSUM {s:.1f} > {p['h']:g})"
-        if s > p["h"]
-        else f"CUSUM {s:.1f}, trend {trend:+.3g}/step",
-    )
+    x = float(obs.loss or 0.0)  # finite: _cusum returned a value
+    slow = float(state.get("slow", x))
+    slow += p["slow_alpha"] * (x - slow)
+    floor = min(float(state.get("floor", slow)), slow)
+    state.update(slow=slow, floor=floor)
+    rebound = (slow - floor) / float(state["scale"])
+    score = max(s, p["h"] * rebound / p["rebound_z"])
+    if score > p["h"]:
+        why = (
+            f"CUSUM {s:.1f} > {p['h']:g}"
+            if s > p["h"]
+            else f"smoothed loss {rebound:.1f} sigma above its minimum {floor:.4g}"
+        )
+        return Verdict(True, score, f"loss {x:.4g} rising against its trend ({why})")
+    return Verdict(False, score, f"score {score:.1f}, trend {state['trend']:+.3g}/step")
 
 
 def collapse(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -118,19 +129,21 @@ def collapse(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict 
 def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the channel's run of logged steps without tokens is implausibly long.
 
-    With presence rate ``q = (present + 1) / (seen + 2)`` (Laplace), a gap of ``g`` steps has
-    chance ``(1 - q)^g``; fire when ``g >= max(min_steps, log(p_false) / log(1 - q))``.
+    With presence rate ``q = (present + 1) / (seen + 2)`` (Laplace) over the steps before the
+    current gap, a gap of ``g`` steps has chance ``(1 - q)^g``; fire when
+    ``g >= max(min_steps, log(p_false) / log(1 - q))``.
     """
     starved = obs.tokens is None or obs.tokens <= 0
     seen = int(state.get("seen", 0))
     present = int(state.get("present", 0))
+    before_gap = seen - int(state.get("gap", 0))
     gap = int(state.get("gap", 0)) + 1 if starved else 0
-    q = (present + 1) / (seen + 2)
+    q = (present + 1) / (before_gap + 2)
     needed = max(p["min_steps"], math.log(p["p_false"]) / math.log(max(1e-12, 1.0 - q)))
     state.update(seen=seen + 1, present=present + (not starved), gap=gap)
-    active = seen >= p["min_history"] and gap >= needed
+    active = before_gap >= p["min_history"] and gap >= needed
     return Verdict(
-        active, float(gap), f"no tokens for {gap} logged steps (present in {q:.0%} of steps)"
+        active, float(gap), f"no tokens for {gap} logged steps (present in {q:.0%} before)"
     )
 
 

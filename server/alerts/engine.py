@@ -140,7 +140,9 @@ def evaluate(
                     v = _judge(state, (channel, rule), obs, rules.params(rule, channel))
                     if v is not None:
                         verdicts[(channel, rule)] = v
-            _blame_run_for_common_rise(verdicts, rules.params("divergence", None))
+            run_alert = state.alerts.get((None, "divergence"))
+            run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
+            _blame_run_for_common_rise(verdicts, rules.params("divergence", None), run_rising)
         for key, verdict in verdicts.items():
             status = state.alerts.setdefault(key, AlertStatus())
             params = rules.params(key[1], key[0])
@@ -149,16 +151,29 @@ def evaluate(
     return out
 
 
-def _blame_run_for_common_rise(verdicts: dict[AlertKey, Verdict], p: Mapping[str, float]) -> None:
+def _blame_run_for_common_rise(
+    verdicts: dict[AlertKey, Verdict], p: Mapping[str, float], run_rising: bool
+) -> None:
+    """Channel-level divergence only while the others keep falling.
+
+    A channel "rises" when its divergence score is above h/2. If more than ``majority`` of
+    the judged channels rise (or the run-level alert is still open), the rise is common:
+    channel-level divergence is suppressed, and the run-level alert is active while any
+    channel's score is above h.
+    """
     judged = [(k, v) for k, v in verdicts.items() if k[1] == "divergence" and k[0] is not None]
-    rising = [k for k, v in judged if v.active]
     if not judged:
         return
+    rising = [k for k, v in judged if v.value > p["h"] / 2.0]
     common = len(judged) >= 2 and len(rising) > p["majority"] * len(judged)
-    for key in rising if common else ():
-        verdicts[key] = Verdict(False, verdicts[key].value, "rising with the whole run")
+    over = [k for k, v in judged if v.active]
+    if run_rising and over:
+        common = True
+    if common:
+        for key in over:
+            verdicts[key] = Verdict(False, verdicts[key].value, "rising with the whole run")
     summary = f"{len(rising)} of {len(judged)} channels rise together"
-    verdicts[(None, "divergence")] = Verdict(common, float(len(rising)), summary)
+    verdicts[(None, "divergence")] = Verdict(common and bool(over), float(len(rising)), summary)
 
 
 def _copy(status: AlertStatus) -> AlertStatus:

@@ -1,18 +1,20 @@
 """A robust one-step-ahead forecast of a noisy, trending loss curve, kept in a JSON dict.
 
-Holt's linear method with winsorized updates and a robust scale:
+Holt's linear method with Huber-clipped updates and a slow robust scale:
 
     forecast   f_t = L_{t-1} + T_{t-1}
     residual   r_t = x_t - f_t,     standardized  z_t = r_t / s_{t-1}
-    clipped    c_t = clip(r_t, -c s_{t-1}, +c s_{t-1})
+    clipped    c_t = clip(r_t, -H s_{t-1}, +H s_{t-1})                    H = 2
     level      L_t = f_t + a c_t
-    trend      T_t = T_{t-1} + b (L_t - L_{t-1} - T_{t-1}),      b = a / 4
-    scale      s_t = (1 - a_s) s_{t-1} + a_s sqrt(pi/2) |c_t|,   a_s = max(a, 1/n)
+    trend      T_t = T_{t-1} + b (L_t - L_{t-1} - T_{t-1})
+    scale      s_t = (1 - a_s) s_{t-1} + a_s sqrt(pi/2) min(|r_t|, 3 s_{t-1}),
+               a_s = max(0.05, 1/n)
 
 ``sqrt(pi/2) E|r| = sigma`` for Gaussian residuals, so ``s`` estimates the per-step standard
-deviation; clipping keeps one heavy-tailed step (or the first steps of a real fault) from
-dragging the level or inflating the scale. The scale has a floor of ``1e-3 + 0.005 |L|`` so
-a perfectly flat curve cannot produce infinite z-scores.
+deviation. Clipping keeps one heavy-tailed step, or the first steps of a real fault, from
+dragging the level or inflating the scale; the slow scale keeps a fault from hiding itself
+by widening the noise band. The scale has a floor of ``1e-3 + 0.005 |L|`` so a perfectly flat
+curve cannot produce infinite z-scores.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import math
 from typing import Any
 
 _SIGMA_PER_MAD = math.sqrt(math.pi / 2.0)
+HUBER = 2.0
+SCALE_CLIP = 3.0
+SCALE_ALPHA = 0.05
 
 
 def scale_floor(level: float) -> float:
@@ -28,7 +33,7 @@ def scale_floor(level: float) -> float:
     return 1e-3 + 0.005 * abs(level)
 
 
-def observe(state: dict[str, Any], x: float, *, alpha: float, clip: float = 4.0) -> float | None:
+def observe(state: dict[str, Any], x: float, *, alpha: float, beta: float) -> float | None:
     """Feed one finite value; return its standardized residual z (None while initializing).
 
     ``state`` is updated in place; an empty dict starts a new forecast.
@@ -49,12 +54,11 @@ def observe(state: dict[str, Any], x: float, *, alpha: float, clip: float = 4.0)
         return None
     scale = max(float(scale), scale_floor(level))
     z = residual / scale
-    clipped = max(-clip * scale, min(clip * scale, residual))
+    clipped = max(-HUBER * scale, min(HUBER * scale, residual))
     new_level = forecast + alpha * clipped
-    state["trend"] = trend + (alpha / 4.0) * (new_level - level - trend)
+    state["trend"] = trend + beta * (new_level - level - trend)
     state["level"] = new_level
-    a_s = max(alpha, 1.0 / n)
-    state["scale"] = max(
-        (1.0 - a_s) * scale + a_s * _SIGMA_PER_MAD * abs(clipped), scale_floor(new_level)
-    )
+    a_s = max(SCALE_ALPHA, 1.0 / n)
+    spread = _SIGMA_PER_MAD * min(abs(residual), SCALE_CLIP * scale)
+    state["scale"] = max((1.0 - a_s) * scale + a_s * spread, scale_floor(new_level))
     return z

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.alerts.models import Alert
 from server.alerts.outbox import OutboxDispatcher
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class AlertCountCollector(Collector):
     """Alerts by rule and state, from the database."""
 
-    def __init__(self, make_session: sessionmaker[Session]) -> None:
+    def __init__(self, make_session: Callable[[], Session]) -> None:
         self._make_session = make_session
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -82,7 +82,10 @@ def install(app: FastAPI) -> None:
     from server.alerts.api import router as alerts_router
     from server.alerts.api_notifiers import router as notifiers_router
 
-    make_session: sessionmaker[Session] = app.state.sessionmaker
+    def make_session() -> Session:  # read at call time: tests swap app.state.sessionmaker
+        session: Session = app.state.sessionmaker()
+        return session
+
     registry: CollectorRegistry = app.state.metrics.registry
     transitions = Counter(
         "lossradar_alert_transitions",
@@ -101,7 +104,8 @@ def install(app: FastAPI) -> None:
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        dispatcher.start()
+        if getattr(a.state, "alert_outbox_thread", True):  # tests drive run_once() instead
+            dispatcher.start()
         try:
             async with inner(a) as state:
                 yield state

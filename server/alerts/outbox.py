@@ -14,12 +14,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.alerts.models import AlertDelivery, AlertOutbox, Notifier
 from server.alerts.store import to_dt, value_float
@@ -74,7 +75,7 @@ def _claim(session: Session, now: float) -> list[AlertOutbox]:
 
 
 def dispatch_due(
-    *, make_session: sessionmaker[Session], public_url: str, client: httpx.Client, now: float
+    *, make_session: Callable[[], Session], public_url: str, client: httpx.Client, now: float
 ) -> int:
     """Send every due outbox message once; return how many messages were delivered."""
     delivered = 0
@@ -130,7 +131,7 @@ class OutboxDispatcher:
     polling every ``interval_s`` for retries."""
 
     def __init__(
-        self, make_session: sessionmaker[Session], public_url: str, interval_s: float = 1.0
+        self, make_session: Callable[[], Session], public_url: str, interval_s: float = 1.0
     ) -> None:
         self._make_session = make_session
         self._public_url = public_url

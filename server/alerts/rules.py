@@ -45,33 +45,39 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "non_finite": {**COMMON, "resolve_steps": 1.0},
     "spike": {
         **COMMON,
+        "for_steps": 1.0,  # two consecutive jumps: one heavy-tailed step is not an alert
         "min_history": 20.0,  # observations before the rule may fire (warm-up)
-        "alpha": 0.2,  # EWMA weight of the level and the scale
-        "z": 6.0,  # standardized jump above the expected level that fires
-        "min_jump": 0.3,  # ... and the absolute jump in nats it must also exceed
+        "alpha": 0.2,  # EWMA weight of the level
+        "beta": 0.1,  # EWMA weight of the trend
+        "z": 8.0,  # standardized jump above the forecast that fires
+        "min_jump": 0.5,  # ... and the absolute jump in nats it must also exceed
     },
     "divergence": {
         **COMMON,
         "min_history": 20.0,
         "alpha": 0.2,
+        "beta": 0.1,
         "clip": 4.0,  # residuals are clipped at +-clip scales (heavy tails)
-        "k": 0.5,  # CUSUM reference (slack) in scales per step
+        "k": 0.75,  # CUSUM reference (slack) in scales per step
         "h": 6.0,  # CUSUM decision threshold in scales
+        "slow_alpha": 0.05,  # EWMA weight of the slow level watched for a rebound
+        "rebound_z": 3.0,  # slow level this many scales above its minimum fires
         "majority": 0.5,  # if more than this share of channels rise together: run-level
     },
     "collapse": {
         **COMMON,
         "min_history": 20.0,
         "alpha": 0.2,
-        "clip": 4.0,
-        "k": 0.5,
-        "h": 6.0,
+        "beta": 0.1,
+        "clip": 3.0,  # tighter: clean runs have single-step drops of 1+ nats
+        "k": 0.75,
+        "h": 5.0,
     },
     "starvation": {
         **COMMON,
         "resolve_steps": 1.0,
         "min_steps": 3.0,  # never fire on fewer consecutive steps without tokens
-        "p_false": 1e-6,  # chance of such a gap under the channel's own presence rate
+        "p_false": 1e-5,  # chance of such a gap under the channel's own presence rate
         "min_history": 10.0,
     },
     "mix_drift": {
@@ -91,7 +97,20 @@ DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 #: Rule-specific thresholds that must be > 0.
-_POSITIVE = {"alpha", "z", "h", "clip", "steps", "rel_tol", "majority", "tol", "p_false"}
+_POSITIVE = {
+    "alpha",
+    "beta",
+    "slow_alpha",
+    "rebound_z",
+    "z",
+    "h",
+    "clip",
+    "steps",
+    "rel_tol",
+    "majority",
+    "tol",
+    "p_false",
+}
 
 
 class RuleConfigError(ValueError):
@@ -125,8 +144,8 @@ def validate_overrides(overrides: Mapping[str, Any], *, where: str = "overrides"
                 raise RuleConfigError(f"{where}.{rule}.{key} must be > 0, got {value!r}")
             if key != "lower" and key != "upper" and value < 0:
                 raise RuleConfigError(f"{where}.{rule}.{key} must be >= 0, got {value!r}")
-            if key == "alpha" and value > 1:
-                raise RuleConfigError(f"{where}.{rule}.alpha must be in (0, 1], got {value!r}")
+            if key in ("alpha", "beta") and value > 1:
+                raise RuleConfigError(f"{where}.{rule}.{key} must be in (0, 1], got {value!r}")
 
 
 def thresholds(rule: str, *layers: Mapping[str, Mapping[str, float]] | None) -> dict[str, float]:

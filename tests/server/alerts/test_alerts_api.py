@@ -181,7 +181,7 @@ def test_silence_ack_and_overrides(client: TestClient, auth: Auth) -> None:
     other = client.get(
         "/api/v1/alert-rules/effective", params={"run_id": run_id, "channel": "general"}, headers=r
     ).json()
-    assert other["spike"]["z"] == 6.0
+    assert other["spike"]["z"] == 8.0
     assert (
         client.delete(f"/api/v1/alert-rules/overrides/{ok.json()['id']}", headers=w).status_code
         == 204

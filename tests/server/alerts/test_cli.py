@@ -59,7 +59,7 @@ def test_stored_notifier_lifecycle(
 def test_rules_prints_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", "rules"]) == 0
     rules = json.loads(capsys.readouterr().out)
-    assert rules["spike"]["z"] == 6.0
+    assert rules["spike"]["z"] == 8.0
     assert rules["weight_saturation"]["upper"] is None
 
 
