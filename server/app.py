@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 import dashboard
+from server.alerts import install as install_alerts
 from server.api import health, points, runs, series
 from server.db.engine import make_engine, make_sessionmaker
 from server.observability import ServerMetrics
@@ -45,6 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
 
     # --- integration points (one line each, added by their owners) ---
-    # alerts:    from server.alerts import install; install(app)
+    install_alerts(app)  # alert engine: ingest listener, /alerts, /notifiers, outbox
     dashboard.mount(app)  # the web UI at "/" and "/static/*"
     return app
