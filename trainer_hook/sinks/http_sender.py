@@ -174,8 +174,10 @@ class HttpSender:
             self._stop.set()
             self._wake_writer.set()
             self._wake_sender.set()
-            for thread in self._threads:
-                thread.join(timeout=self.config.timeout_s + 1.0)
+            # the writer has drained (flush); the sender only reads the spool and replaces the
+            # committed offset atomically, so it may be left mid-request as a daemon thread
+            for thread, limit in zip(self._threads, (5.0, 1.0), strict=True):
+                thread.join(timeout=limit)
             spool = self._spool
             if spool is not None:
                 if not ok:
@@ -348,6 +350,8 @@ class HttpSender:
                 max_points, 1 if single else self.config.batch_max_steps
             )
             if not records:
+                if end > spool.committed:  # only corrupt lines (logged): step over them
+                    spool.commit(end)
                 return self.config.send_interval_s, None, one_by_one_until, max_points
             channels = {c for r in records for c in r[3]}
             body = gzip_json(build_points_body(records, pause=_yield_gil))
@@ -369,7 +373,8 @@ class HttpSender:
             self.counters.replayed += batch.replayed
             spool.commit(batch.end)
             backoff.reset()
-            return 0.0, None, one_by_one_until, max_points
+            done_bisecting = batch.end >= one_by_one_until
+            return 0.0, None, -1 if done_bisecting else one_by_one_until, max_points
         if status == 404:  # the run is gone or unknown: register again
             self._run_id = None
             self.counters.failed_requests += 1
@@ -381,6 +386,8 @@ class HttpSender:
                 return 0.0, None, batch.end, max_points
             spool.reject(record_to_line(batch.records[0]))
             spool.commit(batch.end)
+            if batch.end >= one_by_one_until:
+                one_by_one_until = -1
             self.counters.rejected += batch.points
             log.error(
                 "lossradar sender: the server refused step %s (HTTP %d: %s); kept in %s",

@@ -207,3 +207,18 @@ def test_config_errors_say_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOSSRADAR_TOKEN", "tok")
     cfg = SenderConfig()
     assert (cfg.url, cfg.run_key, cfg.token) == ("http://env:9", "job-7", "tok")
+
+
+def test_corrupt_spool_lines_are_stepped_over(receiver: Receiver, tmp_path: Path) -> None:
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    directory = sender.config.run_spool_dir
+    directory.mkdir(parents=True)
+    (directory / "records.jsonl").write_bytes(
+        b'{"s":0,"t":1.0,"r":{"a":1.5},"c":{}}\nnot json\n{"s":1,"t":2.0,"r":{"a":2.5},"c":{}}\n'
+        b"also not json\n"
+    )
+    sender.log_step(2, {"a": 3.5}, {})
+    assert sender.flush(5)
+    assert receiver.points() == {("a", None, 0): 1.5, ("a", None, 1): 2.5, ("a", None, 2): 3.5}
+    assert sender.counters.replayed == 2
+    sender.close()
