@@ -43,6 +43,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 CHUNK_STEPS = 5_000
+MARKS = ("run-page-drawn", "plotly-ready", "run-data-ready")
+# ms since navigation start of the page's marks: charts drawn, plotly.js run, API data parsed
+MARKS_JS = f"""() => {list(MARKS)!r}.map(
+    name => performance.getEntriesByName('lossradar:' + name)[0].startTime)"""
 
 
 def fill_run(client: httpx.Client, key: str, steps: int, channels: int) -> int:
@@ -66,9 +70,12 @@ def fill_run(client: httpx.Client, key: str, steps: int, channels: int) -> int:
     return run_id
 
 
-def open_run_page(browser: Any, url: str, token: str, run_id: int) -> tuple[float, float, int]:
+Marks = list[float]
+
+
+def open_run_page(browser: Any, url: str, token: str, run_id: int) -> tuple[Marks, Marks, int]:
     """Open the run page in a fresh context (cold cache), then again in the same context (warm:
-    HTTP cache). Returns (cold ms, warm ms) from navigation start to the charts drawn, and the
+    HTTP cache). Returns the cold and the warm ms of MARKS since navigation start, and the
     points of the loss chart."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     context.add_init_script(
@@ -78,30 +85,25 @@ def open_run_page(browser: Any, url: str, token: str, run_id: int) -> tuple[floa
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    times = []
+    times: list[Marks] = []
+    points = 0
     for _ in range(2):
         page.goto(f"{url}/#/runs/{run_id}")
         page.wait_for_function(
             "() => performance.getEntriesByName('lossradar:run-page-drawn').length > 0",
             timeout=120_000,
         )
-        times.append(
-            page.evaluate(
-                "() => performance.getEntriesByName('lossradar:run-page-drawn')[0].startTime"
-            )
+        times.append(page.evaluate(MARKS_JS))
+        points = page.evaluate(
+            """() => document.getElementById('loss-chart').data
+                .filter(t => t.meta && t.meta.kind === 'loss')
+                .reduce((n, t) => n + t.x.length, 0)"""
         )
         page.goto("about:blank")
-    page.goto(f"{url}/#/runs/{run_id}")
-    page.wait_for_function("() => document.body.dataset.ready === 'run'", timeout=120_000)
-    points = page.evaluate(
-        """() => document.getElementById('loss-chart').data
-            .filter(t => t.meta && t.meta.kind === 'loss')
-            .reduce((n, t) => n + t.x.length, 0)"""
-    )
     context.close()
     if errors:
         raise RuntimeError(f"the run page logged errors: {errors}")
-    return float(times[0]), float(times[1]), int(points)
+    return times[0], times[1], int(points)
 
 
 def main() -> int:
@@ -122,39 +124,44 @@ def main() -> int:
         stored = 2 * (args.steps + args.baseline_steps) * args.channels
         print(f"filled {stored:,} points through the ingest API in {fill_s:.1f} s")
 
-        runs: dict[str, list[tuple[float, float, int]]] = {}
-        results: dict[str, tuple[float, float, int]] = {}
+        opens: dict[str, list[tuple[Marks, Marks, int]]] = {}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             for _ in range(args.repeats):  # interleaved: load on the machine hits both alike
                 for name, run_id in (("baseline", baseline_id), ("long", long_id)):
-                    runs.setdefault(name, []).append(
+                    opens.setdefault(name, []).append(
                         open_run_page(browser, live.url, live.read_token, run_id)
                     )
             browser.close()
         client.close()
-        for name, opened in runs.items():
-            results[name] = (
-                statistics.median(r[0] for r in opened),
-                statistics.median(r[1] for r in opened),
-                opened[0][2],
-            )
+
+    def median(name: str, cold: bool, mark: str) -> float:
+        return statistics.median((o[0] if cold else o[1])[MARKS.index(mark)] for o in opens[name])
 
     load1, _, _ = os.getloadavg()
     print(f"load average {load1:.1f} on {os.cpu_count()} CPUs; medians of {args.repeats} opens")
+    print("ms since navigation start: data = API responses parsed, plotly = plotly.js run")
     print(
-        f"{'run':<10}{'steps':>9}{'loss points':>13}{'points drawn':>14}"
-        f"{'cold ms':>10}{'warm ms':>10}"
+        f"{'run':<10}{'steps':>8}{'stored':>9}{'drawn':>7}"
+        f"{'cold data':>11}{'plotly':>8}{'drawn':>7}{'warm data':>11}{'plotly':>8}{'drawn':>7}"
     )
     for name, steps in (("baseline", args.baseline_steps), ("long", args.steps)):
-        cold, warm, drawn = results[name]
+        cells = [
+            median(name, cold, mark)
+            for cold in (True, False)
+            for mark in ("run-data-ready", "plotly-ready", "run-page-drawn")
+        ]
         print(
-            f"{name:<10}{steps:>9}{steps * args.channels:>13}{drawn:>14}{cold:>10.0f}{warm:>10.0f}"
+            f"{name:<10}{steps:>8}{steps * args.channels:>9}{opens[name][0][2]:>7}"
+            f"{cells[0]:>11.0f}{cells[1]:>8.0f}{cells[2]:>7.0f}"
+            f"{cells[3]:>11.0f}{cells[4]:>8.0f}{cells[5]:>7.0f}"
         )
-    base_cold, base_warm, _ = results["baseline"]
-    long_cold, long_warm, long_points = results["long"]
+    long_cold = median("long", True, "run-page-drawn")
+    long_warm = median("long", False, "run-page-drawn")
+    long_points = opens["long"][0][2]
     print(
-        f"long/baseline: cold {long_cold / base_cold:.2f}x, warm {long_warm / base_warm:.2f}x "
+        f"long/baseline: cold {long_cold / median('baseline', True, 'run-page-drawn'):.2f}x, "
+        f"warm {long_warm / median('baseline', False, 'run-page-drawn'):.2f}x "
         f"for {args.steps / args.baseline_steps:.0f}x the steps; stored/drawn points "
         f"{args.steps * args.channels / long_points:.1f}x"
     )

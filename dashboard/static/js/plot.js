@@ -22,7 +22,10 @@ export const plotlyReady = new Promise((resolve, reject) => {
   }
   const script = document.createElement("script");
   script.src = "/static/vendor/plotly.min.js";
-  script.addEventListener("load", () => resolve(window.Plotly));
+  script.addEventListener("load", () => {
+    performance.mark("lossradar:plotly-ready");
+    resolve(window.Plotly);
+  });
   script.addEventListener("error", () => reject(new Error("could not load /static/vendor/plotly.min.js")));
   document.head.appendChild(script);
 });

@@ -232,6 +232,7 @@ export async function mountRunPage(container, { runId, params, poller, showError
 
   // all first requests at once; plotly.js compiles meanwhile
   [state.run] = await Promise.all([api.getRun(runId), loadOverview(), loadAlerts()]);
+  performance.mark("lossradar:run-data-ready");
   await plotlyReady;
   renderInfo();
   renderCharts();
