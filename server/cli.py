@@ -10,8 +10,12 @@ import argparse
 import logging
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 from server.settings import Settings
 
@@ -48,32 +52,46 @@ def _ensure_schema(settings: Settings, *, migrate: bool) -> None:
         )
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve_app(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Bind ``host:port`` (0 = any free port), print the `LISTENING` line, run uvicorn."""
     import uvicorn
 
-    from server.app import create_app
-
-    settings = _settings(args)
-    host = args.host or settings.host
-    port = settings.port if args.port is None else args.port
-    _ensure_schema(settings, migrate=not args.no_migrate)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     settings.port = bound
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, log_level=args.log_level, access_log=args.access_log, proxy_headers=True
-    )
-    server = uvicorn.Server(config)
+    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, proxy_headers=True)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(
         f"{LISTENING} http://{shown}:{bound} (database {_shown_url(settings.database_url)})",
         flush=True,
     )
-    server.run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import create_app
+
+    settings = _settings(args)
+    _ensure_schema(settings, migrate=not args.no_migrate)
+    serve_app(
+        create_app(settings),
+        settings,
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
     return 0
 
 

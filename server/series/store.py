@@ -9,13 +9,14 @@ write them back with executemany, call the ingest listeners.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.models import PointChunk, Run, RunChannel, Series
@@ -83,6 +84,45 @@ def _register_channels(session: Session, run_id: int, names: set[str]) -> None:
         )
 
 
+def _existing_chunks(
+    session: Session, pieces: dict[tuple[int, int], ck.Points]
+) -> dict[tuple[int, int], ck.Points]:
+    """The stored chunks among ``pieces``' keys, decoded.
+
+    Queried as ``series_id IN (...) AND chunk BETWEEN lo AND hi`` per distinct chunk range (one
+    range for a typical batch), which uses the primary key index; SQLite would scan the whole
+    table for a row-value ``(series_id, chunk) IN (...)``.
+    """
+    ranges: dict[tuple[int, int], set[int]] = {}
+    bounds: dict[int, list[int]] = {}
+    for sid, chunk in pieces:
+        b = bounds.setdefault(sid, [chunk, chunk])
+        b[0], b[1] = min(b[0], chunk), max(b[1], chunk)
+    for sid, (lo, hi) in bounds.items():
+        ranges.setdefault((lo, hi), set()).add(sid)
+    existing: dict[tuple[int, int], ck.Points] = {}
+    for (lo, hi), sids in ranges.items():
+        ordered = sorted(sids)
+        for i in range(0, len(ordered), _KEYS_PER_QUERY):
+            rows = session.execute(
+                select(
+                    _chunks.c.series_id,
+                    _chunks.c.chunk,
+                    _chunks.c.steps,
+                    _chunks.c["values"],
+                    _chunks.c.wall_times,
+                ).where(
+                    _chunks.c.series_id.in_(ordered[i : i + _KEYS_PER_QUERY]),
+                    _chunks.c.chunk >= lo,
+                    _chunks.c.chunk <= hi,
+                )
+            )
+            for sid, chunk, steps, vals, walls in rows:
+                if (sid, chunk) in pieces:
+                    existing[(sid, chunk)] = ck.decode(steps, vals, walls)
+    return existing
+
+
 def ingest_points(
     *,
     session: Session,
@@ -124,25 +164,14 @@ def ingest_points(
         )
         sid = ids[(s.metric, s.channel)]
         chunk_of = pts.steps // ck.CHUNK_STEPS
-        bounds = np.flatnonzero(np.diff(chunk_of)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(pts)], strict=True):
-            pieces[(sid, int(chunk_of[lo]))] = pts.select(slice(int(lo), int(hi)))
+        if chunk_of[0] == chunk_of[-1]:
+            pieces[(sid, int(chunk_of[0]))] = pts
+            continue
+        bounds = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist(), len(pts)]
+        for lo, hi in itertools.pairwise(bounds):
+            pieces[(sid, int(chunk_of[lo]))] = pts.select(slice(lo, hi))
 
-    keys = list(pieces)
-    existing: dict[tuple[int, int], ck.Points] = {}
-    for i in range(0, len(keys), _KEYS_PER_QUERY):
-        rows = session.execute(
-            select(
-                _chunks.c.series_id,
-                _chunks.c.chunk,
-                _chunks.c.steps,
-                _chunks.c["values"],
-                _chunks.c.wall_times,
-            ).where(tuple_(_chunks.c.series_id, _chunks.c.chunk).in_(keys[i : i + _KEYS_PER_QUERY]))
-        )
-        for sid, chunk, steps, vals, walls in rows:
-            existing[(sid, chunk)] = ck.decode(steps, vals, walls)
-
+    existing = _existing_chunks(session, pieces)
     inserts, updates = [], []
     for key, new in pieces.items():
         old = existing.get(key)

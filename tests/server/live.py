@@ -79,8 +79,13 @@ def start_live_server(
     env: dict[str, str] | None = None,
     database_url: str | None = None,
     timeout: float = 60.0,
+    command: list[str] | None = None,
 ) -> Iterator[LiveServer]:
-    """Start ``python -m server serve`` on a free port; yield a `LiveServer`; stop it."""
+    """Start ``python -m server serve`` on a free port; yield a `LiveServer`; stop it.
+
+    ``command`` replaces the server command line (it must print the `server.cli.LISTENING`
+    line and honour ``LOSSRADAR_DATABASE_URL``), e.g. for a benchmark's own variant.
+    """
     tmp_path.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{tmp_path / 'lossradar.db'}"
     write, read, both = make_tokens(database_url)
@@ -91,7 +96,8 @@ def start_live_server(
     )
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0"],
+            command
+            or [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=child_env,
