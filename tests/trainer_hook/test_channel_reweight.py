@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from trainer_hook import ChannelLoss, ChannelReweightConfig
+from trainer_hook import ChannelLoss, ChannelReweightConfig, SampleReweightConfig
+from trainer_hook.reweight.sample import sample_factors
 
 
 def _feed(hook: ChannelLoss, losses: list[float], tokens: list[int]) -> torch.Tensor:
@@ -180,3 +181,33 @@ def test_config_errors_say_what_and_how(kwargs: dict[str, object], match: str) -
 def test_config_must_match_the_channels(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ChannelLoss(channels=["fin", "gen"], channel_reweight=ChannelReweightConfig(**kwargs))  # type: ignore[arg-type]
+
+
+def test_channel_and_sample_weights_multiply() -> None:
+    hook = ChannelLoss(
+        channels=["fin", "gen"],
+        channel_reweight=ChannelReweightConfig(
+            ema_beta=0.5, temperature=1.0, smoothing=0.0, max_ratio=100.0
+        ),
+        sample_reweight=SampleReweightConfig(strategy="extremes", temperature=0.5),
+    )
+    _feed(hook, [2.0, 4.0], [1, 3])
+    hook.step()
+    _feed(hook, [1.0, 4.0], [1, 3])
+    hook.step()
+    assert _weights(hook) == pytest.approx([8 / 11, 12 / 11], rel=1e-12)  # as without samples
+    loss = torch.tensor([[1.0, 1.0], [2.0, 4.0], [6.0, 6.0]], dtype=torch.float64)
+    out = hook.accumulate(loss, torch.ones(3, 2), torch.tensor([0, 1, 0]))
+    # sample means [1, 3, 6] -> h = [-1, -1/5, 1] -> |h| = [1, 1/5, 1]; factors N * softmax(|h|/r)
+    factors = sample_factors(
+        torch.tensor([1.0, 3.0, 6.0], dtype=torch.float64),
+        torch.ones(3, dtype=torch.bool),
+        SampleReweightConfig(strategy="extremes", temperature=0.5),
+        0,
+    ).tolist()
+    e = [math.exp(2.0), math.exp(0.4), math.exp(2.0)]
+    assert factors == pytest.approx([3 * v / sum(e) for v in e], rel=1e-12)
+    channel_w = [8 / 11, 12 / 11, 8 / 11]
+    sums = [2.0, 6.0, 12.0]
+    want = sum(w * f * s for w, f, s in zip(channel_w, factors, sums, strict=True))
+    assert out.loss_sum.item() == pytest.approx(want, rel=1e-12)
