@@ -75,15 +75,10 @@ def compute_slot_stats(
 
     if not mb.per_token_ids and mb.segment_ids is None:
         tokens = mask_f.sum(1)
-        sums = torch.stack(
-            [
-                lm.sum(1),
-                tokens,
-                (mb.channel_idx + 1).to(dtype) * tokens,
-                (~torch.isfinite(lm)).sum(1).to(dtype),
-            ],
-            dim=1,
-        )
+        # (channel+1)*tokens is only read after a CP sum; without CP the slot's channel is known
+        channel_tokens = (mb.channel_idx + 1).to(dtype) * tokens if cp_size > 1 else tokens
+        nonfinite_rows = (~torch.isfinite(lm)).sum(1).to(dtype)
+        sums = torch.stack([lm.sum(1), tokens, channel_tokens, nonfinite_rows], dim=1)
         return SlotStats(sums, 1, None, mb.channel_idx, None, None)
 
     nonfinite = (~torch.isfinite(lm)).to(dtype)
