@@ -21,15 +21,18 @@ from trainer_hook.megatron.channels import (
     readable_names,
     train_blend_from_args,
 )
+from trainer_hook.megatron.lazy import LazyChannelLoss, channel_loss_hook
 
 __all__ = [
     "Blend",
     "ChannelIds",
     "ChannelTable",
     "DatasetIdTap",
+    "LazyChannelLoss",
     "MegatronChannelLoss",
     "MegatronHookConfig",
     "build_channel_table",
+    "channel_loss_hook",
     "channel_table_from_args",
     "group_rollup",
     "load_channel_map",

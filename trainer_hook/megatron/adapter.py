@@ -140,7 +140,7 @@ class MegatronChannelLoss:
         """Wrap ``get_batch(data_iterator, *args, vp_stage=None, ...)``; same return value."""
 
         def wrapped(data_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-            vp_stage = kwargs.get("vp_stage")
+            vp_stage = kwargs.get("vp_stage", args[0] if args else None)  # positional in 0.16+
             last = compat.is_pipeline_last_stage(vp_stage)
             if not (last or compat.is_pipeline_first_stage(vp_stage)):
                 return get_batch(data_iterator, *args, **kwargs)  # middle stage: untouched

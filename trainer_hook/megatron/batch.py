@@ -68,22 +68,19 @@ class DatasetIdTap:
 
 
 def segments_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
-    """Document index of every token of a packed ``[B, L]`` batch.
+    """Document index of every token of a packed ``[B, L]`` batch, within its row.
 
     A document starts where the position id is 0 (MindSpeed-LLM's ``compute_actual_seq_len`` uses
-    the same rule); indices run over the flattened batch, so rows never share a document:
-    ``seg = cumsum(pos == 0) - 1`` over ``B * L`` (a row not starting at 0 still opens a document).
+    the same rule) and at every row start: ``seg[b, t] = cumsum_{u<=t}(start[b, u]) - 1``. The
+    index is taken in the full (unsliced) row, as ``ChannelLoss`` needs under CP.
     """
-    starts = position_ids == 0
-    starts = starts.clone()
-    starts[:, 0] = True
-    return (starts.reshape(-1).to(torch.int64).cumsum(0) - 1).view(position_ids.shape)
+    return _row_segments(position_ids == 0)
 
 
 def segments_from_actual_seq_len(
     actual_seq_len: Sequence[int] | torch.Tensor, batch: int, seq_len: int
 ) -> torch.Tensor:
-    """Document index per token from MindSpeed-LLM's ``actual_seq_len``.
+    """Document index per token (within its row) from MindSpeed-LLM's ``actual_seq_len``.
 
     ``actual_seq_len`` holds the cumulative end offsets of the documents over the flattened
     ``[B * L]`` tokens (the last one is ``B * L``); document ``j`` covers ``[end_{j-1}, end_j)``.
@@ -94,11 +91,17 @@ def segments_from_actual_seq_len(
         raise ValueError(
             f"actual_seq_len must end at batch * seq_len = {total}, got {ends.tolist()[-3:]}"
         )
-    lengths = torch.diff(ends, prepend=torch.zeros(1, dtype=torch.int64))
-    if bool((lengths <= 0).any()):
+    if bool((torch.diff(ends, prepend=torch.zeros(1, dtype=torch.int64)) <= 0).any()):
         raise ValueError("actual_seq_len must be strictly increasing document end offsets")
-    seg = torch.repeat_interleave(torch.arange(ends.numel(), dtype=torch.int64), lengths)
-    return seg.view(batch, seq_len)
+    starts = torch.zeros(total, dtype=torch.bool)
+    starts[ends[:-1]] = True
+    return _row_segments(starts.view(batch, seq_len))
+
+
+def _row_segments(starts: torch.Tensor) -> torch.Tensor:
+    starts = starts.clone()
+    starts[:, 0] = True
+    return starts.to(torch.int64).cumsum(dim=1) - 1
 
 
 def per_token_channel_ids(
@@ -107,8 +110,8 @@ def per_token_channel_ids(
     """Channel id of every token of a packed ``[B, L]`` batch.
 
     ``dataset_id`` may be per sample ``[B]`` (a GPT sample comes from one dataset: every document
-    of the row shares it), per document ``[n_docs]`` in ``segments`` order, or per token
-    ``[B, L]``. Ids outside the blend map to ``len(channels)`` (counted as overflow).
+    of the row shares it), per document ``[n_docs]`` (row by row, documents in order), or per
+    token ``[B, L]``. Ids outside the blend map to ``len(channels)`` (counted as overflow).
     """
     ids = dataset_id.to(torch.int64)
     b, seq = segments.shape
@@ -120,13 +123,16 @@ def per_token_channel_ids(
         tok = ids
     elif ids.numel() == b:  # one doc per row makes per-sample == per-document
         tok = ids.view(b, 1).expand(b, seq)
-    elif ids.numel() == int(segments.max()) + 1:
-        tok = ids.reshape(-1)[segments]
     else:
-        raise ValueError(
-            f"dataset_id of shape {tuple(ids.shape)} is neither per sample ({b}) nor per document "
-            f"({int(segments.max()) + 1}) nor per token ({b}, {seq})"
-        )
+        docs_per_row = segments.max(dim=1).values + 1
+        n_docs = int(docs_per_row.sum())
+        if ids.numel() != n_docs:
+            raise ValueError(
+                f"dataset_id of shape {tuple(ids.shape)} is neither per sample ({b}) nor per "
+                f"document ({n_docs}, row by row) nor per token ({b}, {seq})"
+            )
+        first_doc = torch.cumsum(docs_per_row, 0) - docs_per_row  # flat index of each row's doc 0
+        tok = ids.reshape(-1)[first_doc[:, None] + segments]
     return map_dataset_ids(tok, dataset_to_channel)
 
 
