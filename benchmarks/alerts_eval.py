@@ -13,7 +13,7 @@ Side by side, the same runs through a baseline rule (the channel's loss over the
 others, EWMA z-score), to show why the engine judges a channel against its own trend.
 
     python benchmarks/alerts_eval.py                  # record if needed (~15 min on 2 cores)
-    python benchmarks/alerts_eval.py --steps 100 --onset 50 --clean 3 --jobs 2
+    python benchmarks/alerts_eval.py --steps 160 --onset 120 --clean 3 --jobs 3
 
 Last line: ``alerts kinds=<n> max_delay_steps=<n> mean_delay_steps=<x> false_alarms=<n>
 clean_runs=<n>``.
@@ -38,12 +38,6 @@ CHANNEL = "finance"
 CLEAN_SEEDS = (11, 22, 33, 44, 55)
 
 
-def _model() -> Any:
-    from lossradar.demo.model import GPTConfig
-
-    return GPTConfig(seq_length=128, d_model=64, n_layers=2, n_heads=2)
-
-
 @dataclass
 class Firing:
     step: int
@@ -56,77 +50,147 @@ def recording_path(out: Path, *, steps: int, seed: int, corruption: str | None) 
     return out / f"{name}-seed{seed}-steps{steps}.jsonl"
 
 
+def prefix_path(out: Path, seed: int, onset: int, steps: int) -> Path:
+    """The shared clean prefix (steps 0..onset-1) of the runs with ``seed``, and its state."""
+    return out / f"prefix-seed{seed}-onset{onset}-steps{steps}.jsonl"
+
+
+def _model() -> Any:
+    from lossradar.demo.model import GPTConfig
+
+    return GPTConfig(seq_length=128, d_model=64, n_layers=2, n_heads=2)
+
+
 def _wire(value: float) -> float | str:
-    return (
-        value
-        if math.isfinite(value)
-        else str(value).replace("inf", "Infinity").replace("nan", "NaN")
-    )
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def record(job: tuple[Path, int, int, str | None]) -> Path:
-    """Record one run in ``lossradar.demo.record``'s JSONL format, with a small GPT (one torch
-    thread, so several jobs share the cores): d_model 64, 2 layers, sequences of 128 tokens,
-    16 rows per step (about 5 of them finance)."""
+@dataclass
+class Job:
+    """Train ``seed`` from ``start`` (0, or the shared prefix) to ``steps``; write ``path``."""
+
+    path: Path
+    steps: int
+    seed: int
+    corruption: str | None
+    schedule: int  # the run's planned length (learning-rate schedule)
+    start: int = 0  # > 0: resume from the prefix snapshot (same seed, clean until start)
+    snapshot: Path | None = None  # prefix jobs: save the state here at ``steps``
+
+
+def run_job(job: Job) -> Path:
+    """One recording in ``lossradar.demo.record``'s JSONL format (one torch thread, so several
+    jobs share the cores). The demo's data, GPT, corruption and loop, with a smaller model
+    (d_model 64, 2 layers, 128 tokens), lr 1e-2, 16 rows per step (about 5 finance)."""
     import json
     import time
 
+    import numpy as np
     import torch
 
-    from lossradar.demo.corrupt import Corruption
-    from lossradar.demo.megatron_data import prepare_data
+    from lossradar.demo.corrupt import Corruption, corrupt_batch
+    from lossradar.demo.megatron_data import batch_at, prepare_data
+    from lossradar.demo.model import per_token_loss
     from lossradar.demo.sources import CHANNELS, TARGET_SHARES
-    from lossradar.demo.train import TrainConfig, train
+    from lossradar.demo.train import TrainConfig, build_model, make_optimizer
     from trainer_hook import ChannelLoss
 
-    path, steps, seed, corruption = job
     torch.set_num_threads(1)
-    print(f"recording {path.name} ...", flush=True)
-    spec = Corruption.parse(corruption, CHANNELS) if corruption else None
-    cfg = TrainConfig(steps=steps, seed=seed, corruption=spec, batch_size=16, model=_model())
-    data = prepare_data(num_samples=steps * cfg.batch_size, seq_length=cfg.model.seq_length)
+    spec = Corruption.parse(job.corruption, CHANNELS) if job.corruption else None
+    cfg = TrainConfig(
+        steps=job.schedule,
+        seed=job.seed,
+        corruption=spec,
+        batch_size=16,
+        lr=1e-2,
+        warmup_steps=10,
+        model=_model(),
+    )
+    data = prepare_data(num_samples=job.schedule * cfg.batch_size, seq_length=cfg.model.seq_length)
+    model = build_model(cfg, data.vocab_size)
+    optimizer = make_optimizer(model, cfg)
     hook = ChannelLoss(channels=list(data.channels))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        meta = {
-            "seed": seed,
-            "steps": steps,
-            "corruption": corruption,
-            "channels": list(data.channels),
-            "target_shares": dict(TARGET_SHARES),
+    lines: list[str] = []
+    if job.start:
+        prefix = prefix_path(job.path.parent, job.seed, job.start, job.schedule)
+        while not (prefix.with_suffix(".pt").exists() and prefix.with_suffix(".jsonl").exists()):
+            time.sleep(2.0)
+        state = torch.load(prefix.with_suffix(".pt"), weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        hook.load_state_dict(state["hook"])
+        lines = prefix.with_suffix(".jsonl").read_text().splitlines()[1:]
+    print(f"recording {job.path.name} from step {job.start} ...", flush=True)
+    corrupt_id = data.channels.index(spec.channel) if spec else -1
+    for step in range(job.start, job.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        batch = batch_at(data.train, step, cfg.batch_size)
+        if spec is not None and step >= spec.step:
+            corrupt_batch(
+                batch,
+                channel_id=corrupt_id,
+                kind=spec.kind,
+                eod=data.eod,
+                foreign_tokens=data.foreign_tokens,
+                rng=np.random.default_rng([cfg.seed, step]),
+            )
+        total = max(1.0, float(batch["loss_mask"].sum()))
+        out = hook.accumulate(
+            per_token_loss(model(batch["tokens"]), batch["labels"]),
+            batch["loss_mask"],
+            batch["dataset_id"],
+        )
+        (out.loss_sum / total).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        report = hook.step()
+        channels = {
+            c: {k: _wire(float(v)) for k, v in m.items()}
+            for c, m in report.channel_metrics().items()
         }
-        f.write(json.dumps({"meta": meta}) + "\n")
+        run = {k: _wire(float(v)) for k, v in report.run_metrics().items()}
+        lines.append(
+            json.dumps({"step": step, "wall_time": time.time(), "run": run, "channels": channels})
+        )
+    meta = {
+        "seed": job.seed,
+        "steps": job.steps,
+        "corruption": job.corruption,
+        "channels": list(data.channels),
+        "target_shares": dict(TARGET_SHARES),
+    }
+    text = "\n".join([json.dumps({"meta": meta}), *lines]) + "\n"
+    if job.snapshot is not None:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "hook": hook.state_dict(),
+        }
+        torch.save(state, job.snapshot.with_suffix(".tmp"))
+        job.snapshot.with_suffix(".tmp").rename(job.snapshot)
+    tmp = job.path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.rename(job.path)
+    return job.path
 
-        def write_step(step: int, run: Any, channels: Any) -> None:
-            line = {
-                "step": step,
-                "wall_time": time.time(),
-                "run": {k: _wire(float(v)) for k, v in run.items()},
-                "channels": {
-                    c: {k: _wire(float(v)) for k, v in m.items()} for c, m in channels.items()
-                },
-            }
-            f.write(json.dumps(line) + "\n")
-            f.flush()
 
-        train(cfg, data, hook=hook, on_step=write_step)
-    tmp.rename(path)
-    return path
-
-
-def record_missing(jobs: list[tuple[Path, int, int, str | None]], workers: int) -> None:
-    """Record the runs not cached yet, ``workers`` at a time."""
-    missing = [j for j in jobs if not j[0].exists()]
+def record_missing(jobs: list[Job], workers: int) -> None:
+    """Record the runs not cached yet, ``workers`` at a time (prefix first)."""
+    missing = [j for j in jobs if not j.path.exists()]
     if not missing:
         return
     if workers <= 1:
         for job in missing:
-            record(job)
+            run_job(job)
         return
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        pool.map(record, missing, chunksize=1)
+        pool.map(run_job, missing, chunksize=1)
 
 
 def replay(path: Path) -> tuple[dict[str, Any], list[Firing]]:
@@ -171,36 +235,29 @@ def ratio_baseline(path: Path, *, onset: int, z: float = 6.0) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--onset", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=160)
+    parser.add_argument("--onset", type=int, default=120)
     parser.add_argument("--clean", type=int, default=3, help="clean runs (different seeds)")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the corrupted runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "alerts")
-    parser.add_argument("--jobs", type=int, default=2, help="runs recorded in parallel")
+    parser.add_argument("--jobs", type=int, default=3, help="runs recorded in parallel")
     args = parser.parse_args(argv)
     if not 20 < args.onset < args.steps:
         parser.error("--onset must be after the warm-up (20) and before --steps")
-    if not 1 <= args.clean <= len(CLEAN_SEEDS):
-        parser.error(f"--clean must be 1..{len(CLEAN_SEEDS)}")
+    if not 1 <= args.clean <= len(CLEAN_SEEDS) + 1:
+        parser.error(f"--clean must be 1..{len(CLEAN_SEEDS) + 1}")
     args.out.mkdir(parents=True, exist_ok=True)
-    specs = [f"{CHANNEL}@{args.onset}:{kind}" for kind in KINDS]
-    jobs = [
-        (
-            recording_path(args.out, steps=args.steps, seed=args.seed, corruption=spec),
-            args.steps,
-            args.seed,
-            spec,
-        )
-        for spec in specs
-    ] + [
-        (
-            recording_path(args.out, steps=args.steps, seed=seed, corruption=None),
-            args.steps,
-            seed,
-            None,
-        )
-        for seed in CLEAN_SEEDS[: args.clean]
-    ]
+    # one clean prefix up to the onset, shared by the corrupted runs and one clean run of the
+    # same seed (training is deterministic); other clean runs are full runs of other seeds
+    prefix = prefix_path(args.out, args.seed, args.onset, args.steps)
+    clean_paths = [recording_path(args.out, steps=args.steps, seed=args.seed, corruption=None)]
+    jobs = [Job(prefix, args.onset, args.seed, None, args.steps, 0, prefix.with_suffix(".pt"))]
+    for seed in CLEAN_SEEDS[: args.clean - 1]:
+        clean_paths.append(recording_path(args.out, steps=args.steps, seed=seed, corruption=None))
+        jobs.append(Job(clean_paths[-1], args.steps, seed, None, args.steps))
+    for spec in [None] + [f"{CHANNEL}@{args.onset}:{kind}" for kind in KINDS]:
+        path = recording_path(args.out, steps=args.steps, seed=args.seed, corruption=spec)
+        jobs.append(Job(path, args.steps, args.seed, spec, args.steps, args.onset))
     record_missing(jobs, args.jobs)
 
     delays: list[int] = []
@@ -222,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         first = f"step {hits[0].step} {hits[0].rule}" if hits else "none (counted as miss)"
         extra = ", ".join(f"{f.step}:{f.channel}:{f.rule}" for f in wrong[:4])
         print(f"{kind:<28} {first:<34} {delay:>5}  {base_text:>8}  {len(wrong)} {extra}")
-    for seed in CLEAN_SEEDS[: args.clean]:
-        path = recording_path(args.out, steps=args.steps, seed=seed, corruption=None)
+    for path in clean_paths:
+        seed = int(path.name.split("-seed")[1].split("-")[0])
         _, firings = replay(path)
         false_alarms += len(firings)
         extra = ", ".join(f"{f.step}:{f.channel}:{f.rule}" for f in firings[:4])
@@ -234,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     caught = sum(1 for b in baseline if b != "miss")
     print(
         f"baseline (ratio to other channels): caught {caught}/{len(KINDS)}, "
-        f"delays {', '.join(baseline)}; engine caught all with max delay {max(delays)}"
+        f"delays {', '.join(baseline)}; engine: delays {', '.join(map(str, delays))}"
     )
     print(
         f"alerts kinds={len(KINDS)} max_delay_steps={max(delays)} "
