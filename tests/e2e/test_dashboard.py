@@ -345,6 +345,17 @@ def test_zoom_fetches_every_point_of_a_downsampled_run(
     trace = opened.traces("loss-chart", "loss")[0]
     window = [(x, y) for x, y in zip(trace["x"], trace["y"], strict=True) if 2000 <= x <= 2100]
     assert window == [(s, values[s]) for s in range(2000, 2101)]
+    assert opened.errors == []
+
+    # the compare page fetches the detail of a zoomed window too
+    compare = open_dashboard(f"#/compare?runs={run_id}", ready="compare", max_points=200)
+    chart_js = "document.querySelector('#compare-grid .chart')"
+    compare.wait(f"{chart_js}?.data?.length === 1")
+    assert len(compare.page.evaluate(f"{chart_js}.data[0].x")) <= 200
+    compare.page.evaluate(f"Plotly.relayout({chart_js}, {{'xaxis.range': [2000, 2100]}})")
+    compare.wait(f"{chart_js}.data[0].x.filter(s => s >= 2000 && s <= 2100).length === 101")
+    assert compare.errors == []
+
     # back to the full view: the detail is dropped
     opened.page.evaluate(
         "Plotly.relayout(document.getElementById('loss-chart'), {'xaxis.autorange': true})"

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { colorAt } from "./channels.js";
-import { SeriesStore, ema, plottable } from "./series.js";
+import { SeriesStore, ema, plottable, withDetail } from "./series.js";
 import { baseLayout, draw, escapeText, plotlyReady, relayoutXRange } from "./plot.js";
 import { maxPoints } from "./settings.js";
 
@@ -33,7 +33,8 @@ export async function mountComparePage(container, { params, poller, showError })
     logY: false,
     xRange: null, // shared by every chart: zooming one zooms all
     runs: new Map(),
-    stores: new Map(),
+    stores: new Map(), // run id -> overview SeriesStore
+    details: new Map(), // run id -> {start, end, store}: the zoomed window at full detail
   };
   const listening = new WeakSet();
   const picker = h("div", { className: "run-picker", id: "run-picker" });
@@ -97,8 +98,43 @@ export async function mountComparePage(container, { params, poller, showError })
     state.stores.set(id, store);
   }
 
+  /** Fetch the zoomed window at full detail for the runs whose overview is downsampled. */
+  async function loadDetails() {
+    state.details.clear();
+    if (!state.xRange) return;
+    const start = Math.max(0, Math.floor(state.xRange[0]));
+    const end = Math.ceil(state.xRange[1]);
+    await Promise.all(
+      state.ids
+        .filter((id) => state.stores.get(id)?.downsampled)
+        .map(async (id) => {
+          const body = await api.series(id, { metrics: [state.metric], startStep: start, endStep: end, maxPoints: maxPoints() });
+          const store = new SeriesStore();
+          store.replace(body);
+          state.details.set(id, { start, end, store });
+        }),
+    );
+  }
+
+  function lookup(id, channel) {
+    const overview = state.stores.get(id)?.get(state.metric, channel) ?? { steps: [], values: [] };
+    const detail = state.details.get(id);
+    if (!detail) return overview;
+    return withDetail(overview, detail.store.get(state.metric, channel), detail.start, detail.end);
+  }
+
+  let zoomSeq = 0;
+  async function setRange(range) {
+    state.xRange = range;
+    const seq = ++zoomSeq;
+    render();
+    await loadDetails();
+    if (seq === zoomSeq) render();
+  }
+
   async function reloadAll() {
     await Promise.all(state.ids.map(loadRun));
+    await loadDetails();
     await plotlyReady;
     render();
   }
@@ -111,6 +147,7 @@ export async function mountComparePage(container, { params, poller, showError })
         const body = await api.series(id, { metrics: [state.metric], afterStep: store.lastStep, maxPoints: maxPoints() });
         if (body.series.some((s) => s.downsampled)) return loadRun(id);
         store.merge(body);
+        state.details.get(id)?.store.merge(body);
         return undefined;
       }),
     );
@@ -137,7 +174,7 @@ export async function mountComparePage(container, { params, poller, showError })
     cells.forEach((cell, ci) => {
       const channel = channels[ci];
       const traces = state.ids.map((id, i) => {
-        const s = state.stores.get(id)?.get(state.metric, channel) ?? { steps: [], values: [] };
+        const s = lookup(id, channel);
         return {
           type: "scatter",
           mode: "lines",
@@ -154,9 +191,7 @@ export async function mountComparePage(container, { params, poller, showError })
         listening.add(chart);
         chart.on("plotly_relayout", (event) => {
           const range = relayoutXRange(event);
-          if (range === undefined) return;
-          state.xRange = range;
-          render();
+          if (range !== undefined) setRange(range).catch(showError);
         });
       }
     });
