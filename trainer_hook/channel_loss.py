@@ -30,6 +30,8 @@ from trainer_hook.inputs import validate_micro_batch
 from trainer_hook.report import (
     NUM_EXTRAS,
     NUM_FIELDS,
+    SAMPLE_FACTOR_MAX,
+    SAMPLE_FACTOR_MIN,
     SAMPLE_MEAN_SUM,
     SEGMENT_OVERFLOW,
     WEIGHTED_LOSS,
@@ -147,6 +149,7 @@ class ChannelLoss:
                 "dp_group when both DP and CP are > 1"
             )
         self._dp_size, self._dp_rank = dp_size, dp_rank
+        self._group_rank = group_rank(group)
         self._dtype = reduce_dtype
         self._max_segments_per_row = max_segments_per_row
         self._device = torch.device(device) if device is not None else None
@@ -161,6 +164,7 @@ class ChannelLoss:
         self._extras: torch.Tensor | None = None
         self._token_weights: torch.Tensor | None = None
         self._cp_slots: list[torch.Tensor] = []
+        self._factor_range: torch.Tensor | None = None  # [max, -min] of this step's factors
 
     # -- buffers -------------------------------------------------------------------------
     def _ensure_buffers(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,7 +274,15 @@ class ChannelLoss:
         flat = slots.view(-1, local.shape[1])
         tokens = flat[:, TOKENS]
         mean = flat[:, 0] / tokens.clamp_min(1)
-        factors = sample_factors(mean, tokens > 0, self._sample, self._steps)
+        present = tokens > 0
+        factors = sample_factors(mean, present, self._sample, self._steps)
+        inf = torch.tensor(float("inf"), dtype=factors.dtype, device=factors.device)
+        extremes = torch.stack(
+            [torch.where(present, factors, -inf).max(), -torch.where(present, factors, inf).min()]
+        )
+        self._factor_range = (
+            extremes if self._factor_range is None else torch.maximum(self._factor_range, extremes)
+        )
         return factors.view(self._dp_size, -1)[self._dp_rank], slots[self._dp_rank]
 
     # -- per optimizer step --------------------------------------------------------------
@@ -281,6 +293,10 @@ class ChannelLoss:
         """
         device = self._device if self._device is not None else torch.device("cpu")
         acc, extras = self._ensure_buffers(device)
+        sample_ran = self._factor_range is not None
+        if self._factor_range is not None and self._group_rank == 0:
+            extras[SAMPLE_FACTOR_MAX] = self._factor_range[0]
+            extras[SAMPLE_FACTOR_MIN] = -self._factor_range[1]
         parts = [acc.reshape(-1), extras]
         area: torch.Tensor | None = None
         if self._cp_slots:
@@ -313,11 +329,13 @@ class ChannelLoss:
             extras=red_extras,
             weights=in_force,
             reweighted=self._sample is not None or rw is not None,
+            sample_reweighted=sample_ran,
         )
         self._steps += 1
         acc.zero_()
         extras.zero_()
         self._cp_slots = []
+        self._factor_range = None
         return report
 
     # -- checkpointing -------------------------------------------------------------------

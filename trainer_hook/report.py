@@ -18,9 +18,10 @@ logger = logging.getLogger("trainer_hook")
 # Columns of the per-channel statistics [C+1, 5]; row C is the overflow bucket.
 LOSS, TOKENS, NONFINITE, SAMPLE_MEAN_SUM, SAMPLES = 0, 1, 2, 3, 4
 NUM_FIELDS = 5
-# Entries of the run-level extras [2].
-WEIGHTED_LOSS, SEGMENT_OVERFLOW = 0, 1
-NUM_EXTRAS = 2
+# Entries of the run-level extras [4]. The sample-factor range is written by group rank 0 only
+# (every rank computed the same global factors), so the SUM all-reduce leaves it unchanged.
+WEIGHTED_LOSS, SEGMENT_OVERFLOW, SAMPLE_FACTOR_MAX, SAMPLE_FACTOR_MIN = 0, 1, 2, 3
+NUM_EXTRAS = 4
 
 
 class ChannelIdOutOfRangeWarning(UserWarning):
@@ -34,7 +35,16 @@ class SegmentIdOutOfRangeWarning(UserWarning):
 class StepReport:
     """Reduced statistics of one optimizer step (identical on every rank of the group)."""
 
-    __slots__ = ("_host", "channels", "extras", "reweighted", "stats", "step", "weights")
+    __slots__ = (
+        "_host",
+        "channels",
+        "extras",
+        "reweighted",
+        "sample_reweighted",
+        "stats",
+        "step",
+        "weights",
+    )
 
     def __init__(
         self,
@@ -45,6 +55,7 @@ class StepReport:
         extras: torch.Tensor,
         weights: torch.Tensor,
         reweighted: bool,
+        sample_reweighted: bool = False,
     ) -> None:
         self.step = step
         """0-based index of the optimizer step."""
@@ -53,10 +64,13 @@ class StepReport:
         """[C+1, 5] device tensor: loss sum, tokens, non-finite tokens, sum of sample means,
         samples; row C is the overflow bucket."""
         self.extras = extras
-        """[2] device tensor: reweighted loss sum, tokens with an out-of-range segment id."""
+        """[4] device tensor: reweighted loss sum, segment-overflow tokens, largest and smallest
+        sample factor of the step."""
         self.weights = weights
         """[C] device tensor: the channel weights in force during this step."""
         self.reweighted = reweighted
+        self.sample_reweighted = sample_reweighted
+        """Whether sample factors were computed in this step (after a uniform warm-up)."""
         self._host: list[float] | None = None
 
     def host_values(self) -> list[float]:
@@ -102,6 +116,8 @@ class StepReport:
         (overflow tokens included): the number Megatron logs as ``lm loss`` without reweighting.
         ``lm_loss_reweighted`` (reweighting configured) is the loss that was back-propagated,
         divided by the same token count. ``lm_loss`` is omitted when the step had no tokens.
+        ``sample_factor_max``/``sample_factor_min``: the range of the factors N*w_i over the
+        step's samples, when sample-level reweighting ran.
         """
         rows = [self._row(c) for c in range(len(self.channels) + 1)]
         loss = math.fsum(r[LOSS] for r in rows)
@@ -118,6 +134,9 @@ class StepReport:
         bad_segments = self._extra(SEGMENT_OVERFLOW)
         if bad_segments > 0:
             out["segment_overflow_tokens"] = bad_segments
+        if self.sample_reweighted and tokens > 0:
+            out["sample_factor_max"] = self._extra(SAMPLE_FACTOR_MAX)
+            out["sample_factor_min"] = self._extra(SAMPLE_FACTOR_MIN)
         return out
 
     def channel_metrics(self) -> dict[str, dict[str, float]]:

@@ -139,6 +139,12 @@ def test_loss_sum_is_the_factor_weighted_sum_of_sample_sums() -> None:
     run = hook.step().run_metrics()
     assert run["lm_loss"] == pytest.approx((18.0 + 12.0) / 14.0, rel=1e-12)
     assert run["lm_loss_reweighted"] == pytest.approx((18.0 + want) / 14.0, rel=1e-12)
+    assert run["sample_factor_max"] == pytest.approx(3 * w[1] / sum(w), rel=1e-12)
+    assert run["sample_factor_min"] == pytest.approx(3 * w[0] / sum(w), rel=1e-12)
+    # a step in the uniform warm-up reports no factor range
+    warm = ChannelLoss(channels=["a"], sample_reweight=SampleReweightConfig(warmup_steps=1))
+    warm.accumulate(loss2, torch.ones(3, 2), torch.tensor([0, 0, 0]))
+    assert "sample_factor_max" not in warm.step().run_metrics()
 
 
 @pytest.mark.parametrize(
