@@ -114,9 +114,9 @@ def run_loop(
     for step in range(steps):
         if before_step is not None:
             before_step(step)
-        run, channels = step_metrics(step)  # the reduced metrics, already on the host
         t0 = time.perf_counter()
         time.sleep(step_s)  # simulated forward/backward/optimizer on the device
+        run, channels = step_metrics(step)  # the step's report, reduced and on the host
         t1 = time.perf_counter_ns()
         sink.log_step(step, run, channels, wall_time=1.7e9 + step)
         t2 = time.perf_counter_ns()

@@ -32,6 +32,7 @@ from typing import Any
 from trainer_hook.sinks.backoff import Backoff
 from trainer_hook.sinks.config import SenderConfig
 from trainer_hook.sinks.counters import SenderCounters
+from trainer_hook.sinks.gil import yield_gil
 from trainer_hook.sinks.spool import Spool, SpoolLockedError
 from trainer_hook.sinks.transport import HttpTransport, TransportError
 from trainer_hook.sinks.wire import (
@@ -98,6 +99,10 @@ class HttpSender:
         self._pid = os.getpid()
         self._queue: deque[Record] = deque()
         self._unwritten: list[Record] = []
+        # steps the writer just spooled, handed to the sender so it need not re-read them:
+        # (spool generation, start offset, end offset, record, points); writer appends only,
+        # sender pops only
+        self._fresh: deque[tuple[int, int, int, Record, int]] = deque()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_writer = threading.Event()
@@ -291,18 +296,24 @@ class HttpSender:
             unwritten.append(extra)
         if not unwritten:
             return True
-        lines, points = [], 0
+        lines: list[bytes] = []
+        kept: list[tuple[Record, int, int]] = []  # (record, line length, points)
+        points = 0
         for record in unwritten:
             try:
-                lines.append(record_to_line(record))
-                points += record_points(record)
+                line = record_to_line(record)
             except (TypeError, ValueError):
                 self.counters.invalid += record_points(record)
                 log.error("lossradar sender: step %r has a non-numeric value; skipped", record[0])
-            time.sleep(0)  # let the training thread take the GIL between records
+                continue
+            n = record_points(record)
+            lines.append(line)
+            kept.append((record, len(line), n))
+            points += n
+            yield_gil()  # let the training thread take the GIL between records
         assert self._spool is not None
         try:
-            self._spool.append(b"".join(lines))
+            generation, offset = self._spool.append(b"".join(lines))
         except OSError as exc:
             if extra is not None:
                 unwritten.pop()
@@ -315,6 +326,10 @@ class HttpSender:
             return False
         unwritten.clear()
         self.counters.spooled += points
+        if len(self._fresh) < 2 * self.config.batch_max_steps:
+            for record, size, n in kept:
+                self._fresh.append((generation, offset, offset + size, record, n))
+                offset += size
         return True
 
     # ---- the sender thread ---------------------------------------------------------------
@@ -346,15 +361,17 @@ class HttpSender:
         assert spool is not None
         if batch is None:
             single = spool.committed < one_by_one_until
-            records, end, points, replayed = spool.read_batch(
-                max_points, 1 if single else self.config.batch_max_steps
-            )
+            max_steps = 1 if single else self.config.batch_max_steps
+            records, end, points = self._take_fresh(spool, max_points, max_steps)
+            replayed = 0
+            if not records:  # a replay, a backlog or a gap in the hand-off: read the file
+                records, end, points, replayed = spool.read_batch(max_points, max_steps)
             if not records:
                 if end > spool.committed:  # only corrupt lines (logged): step over them
                     spool.commit(end)
                 return self.config.send_interval_s, None, one_by_one_until, max_points
             channels = {c for r in records for c in r[3]}
-            body = gzip_json(build_points_body(records, pause=_yield_gil))
+            body = gzip_json(build_points_body(records, pause=yield_gil))
             batch = _Batch(records, body, end, points, replayed, channels)
         needs_registration = self._run_id is None or not batch.channels <= self._registered
         if needs_registration and not self._register(batch.channels):
@@ -406,6 +423,27 @@ class HttpSender:
         )
         return backoff.next_delay(), batch, one_by_one_until, max_points
 
+    def _take_fresh(
+        self, spool: Spool, max_points: int, max_steps: int
+    ) -> tuple[list[Record], int, int]:
+        """The next batch from the writer's hand-off, if it starts at the committed offset:
+        (records, end offset, points); no records when it does not."""
+        fresh, generation, end = self._fresh, spool.generation, spool.committed
+        records: list[Record] = []
+        points = 0
+        while fresh and len(records) < max_steps:
+            gen, start, stop, record, n = fresh[0]
+            if gen != generation or stop <= end:
+                fresh.popleft()  # already sent (read from the file) or before a compaction
+                continue
+            if start != end or (records and points + n > max_points):
+                break
+            fresh.popleft()
+            records.append(record)
+            points += n
+            end = stop
+        return records, end, points
+
     def _register(self, channels: set[str]) -> bool:
         """Create or get the run by key (POST /api/v1/runs), adding `channels`."""
         cfg = self.config
@@ -453,10 +491,6 @@ class HttpSender:
             state = self._state
             self._reset_state()
             self._state = "inert" if state == "running" else state
-
-
-def _yield_gil() -> None:
-    time.sleep(0)
 
 
 def _sleep_until(deadline: float | None, step: float) -> bool:

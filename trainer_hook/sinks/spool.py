@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from trainer_hook.sinks.gil import yield_gil
 from trainer_hook.sinks.wire import Record, line_to_record, record_points
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Spool:
         self.written = 0  # bytes of complete records in the file
         self.committed = 0  # offset of the first unacknowledged record
         self.replay_end = 0  # records before this offset came from an earlier process
+        self.generation = 0  # +1 on each compaction (offsets restart at 0)
         self._last_fsync = time.monotonic()
         self._lock_fd = -1
         self._fd = -1
@@ -87,10 +89,12 @@ class Spool:
                 self.written - self.committed,
             )
 
-    def append(self, data: bytes) -> None:
-        """Append complete lines. On failure (e.g. ENOSPC) the file is cut back to its last
-        complete record and the OSError propagates; nothing half-written stays."""
+    def append(self, data: bytes) -> tuple[int, int]:
+        """Append complete lines; return (generation, offset where they start). On failure
+        (e.g. ENOSPC) the file is cut back to its last complete record and the OSError
+        propagates; nothing half-written stays."""
         with self.lock:
+            start = self.written
             try:
                 view = memoryview(data)
                 while view:
@@ -105,6 +109,7 @@ class Spool:
             self.written += len(data)
             if time.monotonic() - self._last_fsync >= self.fsync_interval_s:
                 self._fsync_locked()
+            return self.generation, start
 
     def read_batch(self, max_points: int, max_records: int) -> tuple[list[Record], int, int, int]:
         """Read records from the committed offset: up to `max_points` points (at least one record)
@@ -129,7 +134,7 @@ class Spool:
                     log.error("lossradar spool: skipping a corrupt line at offset %d", offset + pos)
                     pos = nl + 1
                     continue
-                time.sleep(0)  # offer the GIL to the training thread between records
+                yield_gil()  # let the training thread take the GIL between records
                 n = record_points(record)
                 if records and points + n > max_points:
                     return records, offset + pos, points, replayed
@@ -151,6 +156,7 @@ class Spool:
             if offset >= self.written and self.written >= self.compact_bytes:
                 os.ftruncate(self._fd, 0)
                 self.written = self.committed = self.replay_end = 0
+                self.generation += 1
                 offset = 0
         self._write_committed(offset)
 

@@ -53,7 +53,7 @@ def build_points_body(
 ) -> dict[str, Any]:
     """Group records into the `{"series": [...]}` body; within a batch the last write of a
     (metric, channel, step) wins, as it does on the server. `pause` is called after each
-    record (the sender passes `time.sleep(0)` to offer the GIL to the training thread)."""
+    record (the sender passes `gil.yield_gil` to let the training thread run)."""
     latest: dict[SeriesKey, dict[int, tuple[float, float]]] = {}
     for step, wall_time, run, channels in records:
         if pause is not None:
