@@ -116,13 +116,16 @@ def _judge(
 def evaluate(
     state: RunAlertState, steps: Iterable[StepPoints], rules: RunRules, *, now: float
 ) -> list[Transition]:
-    """Judge every new step in order; mutate ``state``; return the resulting transitions."""
+    """Judge every new step in order; mutate ``state``; return the resulting transitions.
+
+    ``now`` is the server's clock (silences, cooldowns and repeats are in server time), not
+    the trainer's ``wall_time``.
+    """
     out: list[Transition] = []
     for points in sorted(steps, key=lambda p: p.step):
         if state.watermark is not None and points.step <= state.watermark:
             continue  # replayed (resumed) step: already judged
         state.watermark = points.step
-        when = now if points.wall_time is None else points.wall_time
         verdicts: dict[AlertKey, Verdict] = {}
         lm = _num(points.run.get("lm_loss"))
         if lm is not None:
@@ -146,7 +149,7 @@ def evaluate(
         for key, verdict in verdicts.items():
             status = state.alerts.setdefault(key, AlertStatus())
             params = rules.params(key[1], key[0])
-            for event in advance(status, verdict, step=points.step, now=when, params=params):
+            for event in advance(status, verdict, step=points.step, now=now, params=params):
                 out.append(Transition(key[0], key[1], event, _copy(status)))
     return out
 

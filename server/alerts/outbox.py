@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,33 +46,24 @@ def _dt(ts: float) -> datetime:
 
 
 def _claim(session: Session, now: float) -> list[AlertOutbox]:
-    due = session.scalars(
-        select(AlertOutbox)
-        .where(
-            AlertOutbox.status == "pending",
-            AlertOutbox.next_attempt_at <= to_dt(now),
-            or_(AlertOutbox.lease_until.is_(None), AlertOutbox.lease_until <= to_dt(now)),
-        )
-        .order_by(AlertOutbox.id)
-        .limit(200)
-    ).all()
-    claimed = []
-    for row in due:
-        result = session.execute(
-            update(AlertOutbox)
-            .where(
-                AlertOutbox.id == row.id,
-                AlertOutbox.status == "pending",
-                or_(AlertOutbox.lease_until.is_(None), AlertOutbox.lease_until <= to_dt(now)),
-            )
-            .values(lease_until=to_dt(now + LEASE_S), attempts=AlertOutbox.attempts + 1)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(row)
+    """Lease every due message to this sender in ONE statement (a write first: on SQLite it
+    takes the write lock at once instead of deadlocking two readers that both upgrade)."""
+    token = uuid.uuid4().hex
+    free = or_(AlertOutbox.lease_until.is_(None), AlertOutbox.lease_until <= _dt(now))
+    due = (AlertOutbox.status == "pending", AlertOutbox.next_attempt_at <= _dt(now), free)
+    ids = select(AlertOutbox.id).where(*due).order_by(AlertOutbox.id).limit(200)
+    session.execute(
+        update(AlertOutbox)
+        .where(AlertOutbox.id.in_(ids.scalar_subquery()), *due)  # re-checked after a wait
+        .values(lease_until=_dt(now + LEASE_S), claimed_by=token, attempts=AlertOutbox.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
     session.commit()
-    for row in claimed:
-        session.refresh(row)
-    return claimed
+    return list(
+        session.scalars(
+            select(AlertOutbox).where(AlertOutbox.claimed_by == token).order_by(AlertOutbox.id)
+        )
+    )
 
 
 def dispatch_due(
@@ -112,7 +104,7 @@ def dispatch_due(
                         at=to_dt(started),
                     )
                 )
-                row.lease_until = None
+                row.lease_until, row.claimed_by = None, None
                 if outcome.ok:
                     row.status, row.sent_at, row.last_error = "sent", to_dt(now), None
                 elif outcome.retry and row.attempts < MAX_ATTEMPTS:
