@@ -12,6 +12,7 @@ a one-step spike always survives downsampling.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,10 @@ SUMMARY_DTYPE = np.dtype(
         ("max_wall", "<f8"),
     ]
 )
+
+
+_SUMMARY = struct.Struct("<qqdddd")  # the layout of SUMMARY_DTYPE
+assert _SUMMARY.size == SUMMARY_DTYPE.itemsize
 
 
 @dataclass(slots=True)
@@ -92,14 +97,14 @@ def extreme_indices(values: FloatArray) -> tuple[int, int]:
 def summarize(points: Points) -> bytes:
     """The 48-byte summary (min point, max point) of a non-empty chunk."""
     imin, imax = extreme_indices(points.values)
-    row = np.zeros(1, dtype=SUMMARY_DTYPE)
-    row["min_step"] = points.steps[imin]
-    row["max_step"] = points.steps[imax]
-    row["min_value"] = points.values[imin]
-    row["min_wall"] = points.wall_times[imin]
-    row["max_value"] = points.values[imax]
-    row["max_wall"] = points.wall_times[imax]
-    return row.tobytes()
+    return _SUMMARY.pack(
+        int(points.steps[imin]),
+        int(points.steps[imax]),
+        float(points.values[imin]),
+        float(points.wall_times[imin]),
+        float(points.values[imax]),
+        float(points.wall_times[imax]),
+    )
 
 
 def encode(points: Points) -> dict[str, object]:
