@@ -12,9 +12,10 @@ class SenderCounters:
     queued: int = 0
     """Taken by log_step (training thread)."""
     spooled: int = 0
-    """Written to the spool file by the writer thread."""
+    """Written to the spool file (writer thread, or log_step when spilling; both hold the
+    writer's lock)."""
     spilled: int = 0
-    """Written to the spool by log_step itself because the in-memory queue was full."""
+    """Of `spooled`, written by log_step itself because the in-memory queue was full."""
     sent: int = 0
     """Acknowledged by the server, replayed ones included (sender thread)."""
     replayed: int = 0

@@ -259,7 +259,9 @@ class HttpSender:
         """The queue is full: write it and `record` to the spool from this thread, in order."""
         assert self._spool is not None
         with self._write_lock:
+            spooled_before = self.counters.spooled
             if self._write_unwritten(extra=record):
+                self.counters.spilled += self.counters.spooled - spooled_before
                 return
         self.counters.dropped += n
         self._warn_drop(
@@ -275,6 +277,8 @@ class HttpSender:
 
     def _writer_loop(self) -> None:
         while True:
+            self._wake_writer.wait(self.config.drain_interval_s)
+            self._wake_writer.clear()
             stopping = self._stop.is_set()
             try:
                 with self._write_lock:
@@ -283,8 +287,6 @@ class HttpSender:
                 log.exception("lossradar sender: writer error")
             if stopping:
                 return
-            self._wake_writer.wait(self.config.drain_interval_s)
-            self._wake_writer.clear()
 
     def _write_unwritten(self, extra: Record | None = None) -> bool:
         """Move queued steps (and `extra`) to the spool; caller holds `_write_lock`. Returns

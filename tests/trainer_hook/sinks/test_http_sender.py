@@ -222,3 +222,19 @@ def test_corrupt_spool_lines_are_stepped_over(receiver: Receiver, tmp_path: Path
     assert receiver.points() == {("a", None, 0): 1.5, ("a", None, 1): 2.5, ("a", None, 2): 3.5}
     assert sender.counters.replayed == 2
     sender.close()
+
+
+def test_a_full_queue_spills_to_the_spool_in_order(receiver: Receiver, tmp_path: Path) -> None:
+    # a writer that wakes only every 10 s: log_step finds the queue (2 steps) full
+    sender = HttpSender(
+        **fast_settings(tmp_path, receiver.url, max_queue_steps=2, drain_interval_s=10.0)
+    )
+    for step in range(7):
+        sender.log_step(step, {"a": float(step)}, {})
+    sender.log_step(0, {"a": 100.0}, {})  # step 0 again (a resume): the last write wins
+    c = sender.counters
+    assert (c.queued, c.spooled, c.spilled) == (8, 6, 6)  # spilled at steps 2, 4 and 6
+    assert sender.flush(5)
+    want = {("a", None, s): float(s) for s in range(1, 7)} | {("a", None, 0): 100.0}
+    assert receiver.points() == want
+    sender.close()
