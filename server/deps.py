@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from server.db.engine import begin_write
 from server.settings import Settings
 from server.tokens import find_token
 
@@ -65,8 +66,10 @@ def require_read(request: Request, session: SessionDep, settings: SettingsDep) -
 
 
 def require_write(request: Request, session: SessionDep) -> None:
-    """Writes: always a token with the ``write`` scope."""
+    """Writes: always a token with the ``write`` scope; the session then begins as a writer
+    (``BEGIN IMMEDIATE`` on SQLite, see `server.db.engine.begin_write`)."""
     _check(request, session, "write")
+    begin_write(session)
 
 
 ReadAccess = Depends(require_read)

@@ -4,7 +4,7 @@ SQLite notes: ``journal_mode=WAL`` lets readers run beside the single writer, an
 ``synchronous=NORMAL`` is durable across application crashes (a power cut can lose the last
 commits, never corrupt the file). pysqlite's own transaction handling breaks SAVEPOINT, so the
 driver is put in autocommit mode and SQLAlchemy emits ``BEGIN`` itself (the recipe from the
-SQLAlchemy SQLite dialect docs).
+SQLAlchemy SQLite dialect docs); write routes begin with ``BEGIN IMMEDIATE`` (`begin_write`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+#: Execution option: begin this SQLite transaction with ``BEGIN IMMEDIATE`` (take the write
+#: lock first, waiting up to ``busy_timeout``), so a read-then-write transaction never fails
+#: with "database is locked" when another writer commits in between.
+SQLITE_IMMEDIATE = "lossradar_sqlite_immediate"
+
+
+def begin_write(session: Session) -> None:
+    """Start ``session``'s transaction as a writer (``BEGIN IMMEDIATE`` on SQLite)."""
+    session.connection(execution_options={SQLITE_IMMEDIATE: True})
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,7 +52,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

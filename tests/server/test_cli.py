@@ -138,3 +138,30 @@ def test_concurrent_batches_to_one_run_lose_nothing(live_server: LiveServer) -> 
     assert steps == list(range(2000))
     assert got["series"][0]["values"] == [float(s) for s in range(2000)]
     assert got["last_step"] == 1999
+
+
+def test_concurrent_registration_of_one_key_makes_one_run(live_server: LiveServer) -> None:
+    """Eight jobs register the same key at once (read-then-write transactions on SQLite)."""
+    live = live_server
+    statuses: list[int] = []
+    ids: set[int] = set()
+
+    def register(k: int) -> None:
+        with httpx.Client(base_url=live.url, headers=live.headers(live.token), timeout=60) as c:
+            resp = c.post("/api/v1/runs", json={"key": "same", "channels": [{"name": f"c{k}"}]})
+            statuses.append(resp.status_code)
+            if resp.status_code in (200, 201):
+                ids.add(resp.json()["id"])
+                patched = c.patch(f"/api/v1/runs/{resp.json()['id']}", json={"tags": [f"t{k}"]})
+                statuses.append(patched.status_code)
+
+    threads = [threading.Thread(target=register, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] * 15 + [201]
+    assert len(ids) == 1
+    run = httpx.get(f"{live.url}/api/v1/runs/by-key/same", headers=live.headers(live.token))
+    assert sorted(c["name"] for c in run.json()["channels"]) == [f"c{k}" for k in range(8)]
+    assert [c["index"] for c in run.json()["channels"]] == list(range(8))
