@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_session
-    app.state.metrics = ServerMetrics(make_session, settings)
+    app.state.metrics = ServerMetrics(lambda: app.state.sessionmaker(), settings)
     listeners: list[IngestListener] = []
     app.state.ingest_listeners = listeners
 

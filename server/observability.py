@@ -12,14 +12,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.db.models import Run
 from server.series.store import latest_points
@@ -38,7 +38,7 @@ CHANNEL_GAUGES = {
 class ActiveRunCollector(Collector):
     """Latest per-channel loss, weight and token share of the active runs."""
 
-    def __init__(self, make_session: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(self, make_session: Callable[[], Session], settings: Settings) -> None:
         self._make_session = make_session
         self._settings = settings
 
@@ -73,7 +73,7 @@ class ActiveRunCollector(Collector):
 class ServerMetrics:
     """The app's registry and the instruments the routes update."""
 
-    def __init__(self, make_session: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(self, make_session: Callable[[], Session], settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self.ingest_requests = Counter(
             "lossradar_ingest_requests",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from alembic import context
+from sqlalchemy import Connection
 
 import server.db.models
 from server.db.base import Base
@@ -33,19 +34,28 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _migrate(connection: Connection, url: str) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=is_sqlite(url),
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
+    """On ``config.attributes["connection"]`` when given (tests), else a new engine."""
     url = _url()
+    given = config.attributes.get("connection")
+    if given is not None:
+        _migrate(given, url)
+        return
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                render_as_batch=is_sqlite(url),
-                compare_type=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
+            _migrate(connection, url)
     finally:
         engine.dispose()
 
