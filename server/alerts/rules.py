@@ -58,8 +58,8 @@ DEFAULTS: dict[str, dict[str, float]] = {
         "alpha": 0.2,
         "beta": 0.1,
         "clip": 4.0,  # residuals are clipped at +-clip scales (heavy tails)
-        "k": 0.75,  # CUSUM reference (slack) in scales per step
-        "h": 6.0,  # CUSUM decision threshold in scales
+        "k": 1.25,  # CUSUM reference (slack) in scales per step
+        "h": 3.0,  # CUSUM decision threshold in scales
         "slow_alpha": 0.05,  # EWMA weight of the slow level watched for a rebound
         "rebound_z": 3.0,  # slow level this many scales above its minimum fires
         "majority": 0.5,  # if more than this share of channels rise together: run-level
