@@ -1,10 +1,10 @@
 """How fast, and how cleanly, the alert engine catches a bad channel on real training curves.
 
 Records (once; cached under ``benchmarks/out/alerts/``) real small-GPT training runs on real
-text through the demo pipeline (``lossradar.demo.record``): one run per corruption kind, the
-corrupted channel switching to bad data at ``--onset``, plus ``--clean`` clean runs with other
-seeds. Then replays every run through the engine with default thresholds, step by step, as the
-server would on ingest.
+text through the demo pipeline (``lossradar.demo``: data, model, corruption, loop): a clean
+prefix up to ``--onset``, then from it one branch per corruption kind of the finance channel
+and one clean branch, plus ``--clean - 1`` clean runs with other seeds. Then replays every run
+through the engine with default thresholds, step by step, as the server would on ingest.
 
 - delay: first step at which any alert on the corrupted channel is *firing*, minus the onset;
 - false alarm: any firing alert in a clean run, before the onset, or on another channel.
@@ -12,7 +12,7 @@ server would on ingest.
 Side by side, the same runs through a baseline rule (the channel's loss over the mean of the
 others, EWMA z-score), to show why the engine judges a channel against its own trend.
 
-    python benchmarks/alerts_eval.py                  # record if needed (~15 min on 2 cores)
+    python benchmarks/alerts_eval.py                  # record if needed (~10 min on 2 cores)
     python benchmarks/alerts_eval.py --steps 160 --onset 120 --clean 3 --jobs 3
 
 Last line: ``alerts kinds=<n> max_delay_steps=<n> mean_delay_steps=<x> false_alarms=<n>

@@ -68,8 +68,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 @contextmanager
 def _session(settings: Settings) -> Iterator[Session]:
-    from server.db.engine import make_engine, make_sessionmaker
+    from server.db.engine import is_sqlite, make_engine, make_sessionmaker
+    from server.db.migrate import upgrade
 
+    if is_sqlite(settings.database_url):  # as `lossradar serve` does: a fresh file just works
+        upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
