@@ -38,7 +38,7 @@ from trainer_hook.sinks.transport import HttpTransport, TransportError
 from trainer_hook.sinks.wire import (
     Record,
     build_points_body,
-    gzip_json,
+    gzip_points_body,
     record_points,
     record_to_line,
 )
@@ -95,7 +95,7 @@ class HttpSender:
         atexit.register(self._at_exit)
 
     def _reset_state(self) -> None:
-        self._state = "new"  # new -> running -> closed; "inert" in a forked child or on failure
+        self._state = "new"  # new -> running -> closed; "inert" in a forked child; "failed"
         self._pid = os.getpid()
         self._queue: deque[Record] = deque()
         self._unwritten: list[Record] = []
@@ -147,17 +147,25 @@ class HttpSender:
         """Wait until every step logged so far (and any replay) is acknowledged by the server,
         at most `timeout` seconds (None: forever). False on timeout: the rest is in the spool."""
         try:
-            if self._state != "running" or self._spool is None:
+            if self._state != "running":
+                if self._state == "failed":
+                    self._drop_queued()
                 return self._state == "new"
             deadline = None if timeout is None else time.monotonic() + timeout
+            while self._spool is None:  # the writer thread is opening it
+                if self._state == "failed":
+                    self._drop_queued()
+                if self._state != "running" or not _sleep_until(deadline, 0.002):
+                    return False
             self._wake_writer.set()
             while not self._all_spooled():
                 if not _sleep_until(deadline, 0.002):
                     break
                 self._wake_writer.set()
-            self._spool.fsync()
+            spool = self._spool
+            spool.fsync()
             self._wake_sender.set()
-            while not self._all_spooled() or self._spool.pending_bytes() > 0:
+            while not self._all_spooled() or spool.pending_bytes() > 0:
                 if not _sleep_until(deadline, 0.005):
                     return False
             return True
@@ -173,6 +181,8 @@ class HttpSender:
             if self._state != "running":
                 if self._state == "new":
                     self._state = "closed"
+                if self._state == "failed":
+                    self._drop_queued()
                 return
             ok = self.flush(self.config.exit_timeout_s if timeout is None else timeout)
             self._state = "closed"
@@ -181,8 +191,9 @@ class HttpSender:
             self._wake_sender.set()
             # the writer has drained (flush); the sender only reads the spool and replaces the
             # committed offset atomically, so it may be left mid-request as a daemon thread
-            for thread, limit in zip(self._threads, (5.0, 1.0), strict=True):
-                thread.join(timeout=limit)
+            for thread, limit in zip(list(self._threads), (5.0, 1.0), strict=False):
+                if thread.is_alive():  # a sender thread not started yet sees _stop and ends
+                    thread.join(timeout=limit)
             spool = self._spool
             if spool is not None:
                 if not ok:
@@ -214,50 +225,77 @@ class HttpSender:
         self.close()
 
     def _start(self) -> bool:
-        """Open the spool and start the threads on first use (in this process)."""
+        """Start the writer thread on first use (in this process); it opens the spool and
+        starts the sender thread, so the first log_step only pays for one thread start."""
         if self._state != "new":
             if not self._warned_state:
                 self._warned_state = True
                 log.warning("lossradar sender: log_step on a %s sender is ignored", self._state)
             return False
-        try:
-            directory = self.config.run_spool_dir
-            spool = Spool(
-                directory,
-                fsync_interval_s=self.config.fsync_interval_s,
-                compact_bytes=self.config.compact_bytes,
-            )
+        self._state = "running"
+        writer = threading.Thread(target=self._writer_main, name="lossradar-writer", daemon=True)
+        self._threads = [writer]
+        writer.start()
+        return True
+
+    def _writer_main(self) -> None:
+        spool = self._open_spool()
+        if spool is None:
+            self._state = "failed"
+            self._drop_queued()
+            return
+        sender = threading.Thread(target=self._sender_loop, name="lossradar-sender", daemon=True)
+        self._threads.append(sender)  # before _spool is set: close() waits for _spool
+        self._spool = spool
+        sender.start()
+        self._writer_loop()
+
+    def _drop_queued(self) -> None:
+        """Count and forget what is queued when there is no spool to write it to."""
+        lost = 0
+        while self._queue:
             try:
+                lost += record_points(self._queue.popleft())
+            except IndexError:
+                break
+        if lost:
+            self.counters.dropped += lost
+            log.error("lossradar sender: DROPPED %d points: the spool could not be opened", lost)
+
+    def _open_spool(self) -> Spool | None:
+        """The run's spool, or a private one when another process owns it; None on failure."""
+        cfg = self.config
+        directory = cfg.run_spool_dir
+        try:
+            try:
+                spool = Spool(
+                    directory,
+                    fsync_interval_s=cfg.fsync_interval_s,
+                    compact_bytes=cfg.compact_bytes,
+                )
                 spool.open()
             except SpoolLockedError:
                 log.error(
                     "lossradar sender: run key %r is already logging from another live process; "
                     "give each job its own LOSSRADAR_RUN_KEY. Spooling to a private directory.",
-                    self.config.run_key,
+                    cfg.run_key,
                 )
                 spool = Spool(
                     directory / f"pid-{os.getpid()}",
-                    fsync_interval_s=self.config.fsync_interval_s,
-                    compact_bytes=self.config.compact_bytes,
+                    fsync_interval_s=cfg.fsync_interval_s,
+                    compact_bytes=cfg.compact_bytes,
                 )
                 spool.open()
         except Exception:
-            self._state = "inert"
-            log.exception("lossradar sender: cannot open the spool; metrics are NOT recorded")
-            return False
-        self._spool = spool
-        self._threads = [
-            threading.Thread(target=self._writer_loop, name="lossradar-writer", daemon=True),
-            threading.Thread(target=self._sender_loop, name="lossradar-sender", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._state = "running"
-        return True
+            log.exception("lossradar sender: cannot open the spool in %s", directory)
+            return None
+        return spool
 
     def _spill(self, record: Record, n: int) -> None:
         """The queue is full: write it and `record` to the spool from this thread, in order."""
-        assert self._spool is not None
+        if self._spool is None:  # still opening: keep it in memory
+            self._queue.append(record)
+            return
         with self._write_lock:
             spooled_before = self.counters.spooled
             if self._write_unwritten(extra=record):
@@ -373,7 +411,7 @@ class HttpSender:
                     spool.commit(end)
                 return self.config.send_interval_s, None, one_by_one_until, max_points
             channels = {c for r in records for c in r[3]}
-            body = gzip_json(build_points_body(records, pause=yield_gil))
+            body = gzip_points_body(build_points_body(records, pause=yield_gil), yield_gil)
             batch = _Batch(records, body, end, points, replayed, channels)
         needs_registration = self._run_id is None or not batch.channels <= self._registered
         if needs_registration and not self._register(batch.channels):

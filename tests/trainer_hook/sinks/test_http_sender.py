@@ -229,12 +229,29 @@ def test_a_full_queue_spills_to_the_spool_in_order(receiver: Receiver, tmp_path:
     sender = HttpSender(
         **fast_settings(tmp_path, receiver.url, max_queue_steps=2, drain_interval_s=10.0)
     )
-    for step in range(7):
+    sender.log_step(0, {"a": 0.0}, {})
+    assert sender.flush(5)  # the spool is open, step 0 sent; the writer sleeps again
+    for step in range(1, 8):
         sender.log_step(step, {"a": float(step)}, {})
     sender.log_step(0, {"a": 100.0}, {})  # step 0 again (a resume): the last write wins
     c = sender.counters
-    assert (c.queued, c.spooled, c.spilled) == (8, 6, 6)  # spilled at steps 2, 4 and 6
+    assert (c.queued, c.spooled, c.spilled) == (9, 7, 6)  # spilled at steps 3 and 6
     assert sender.flush(5)
-    want = {("a", None, s): float(s) for s in range(1, 7)} | {("a", None, 0): 100.0}
+    want = {("a", None, s): float(s) for s in range(1, 8)} | {("a", None, 0): 100.0}
     assert receiver.points() == want
+    sender.close()
+
+
+def test_an_unusable_spool_directory_is_reported_not_raised(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url, spool_dir=blocker))
+    with caplog.at_level(logging.ERROR):
+        sender.log_step(0, {"a": 1.0, "b": 2.0}, {})
+        assert not sender.flush(5)
+    assert sender.counters.dropped == 2
+    assert "cannot open the spool" in caplog.text
+    sender.log_step(1, {"a": 1.0}, {})  # inert now: ignored, no error
     sender.close()

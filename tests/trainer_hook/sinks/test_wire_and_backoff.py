@@ -10,7 +10,7 @@ import random
 import pytest
 
 from trainer_hook.sinks.backoff import Backoff
-from trainer_hook.sinks.wire import build_points_body, gzip_json, wire_value
+from trainer_hook.sinks.wire import build_points_body, gzip_json, gzip_points_body, wire_value
 
 
 def test_points_body_groups_series_and_last_write_wins() -> None:
@@ -46,6 +46,7 @@ def test_points_body_groups_series_and_last_write_wins() -> None:
         ]
     }
     assert json.loads(gzip.decompress(gzip_json(body))) == body
+    assert gzip_points_body(body, pause=lambda: None) == gzip_json(body)
 
 
 def test_wire_value() -> None:
