@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from tests.server.live import LiveServer, start_live_server  # noqa: E402
 CHANNELS = [f"source{i:02d}" for i in range(16)]
 METRICS = ["loss", "tokens", "weight"]
 STEPS_PER_BATCH = 100
+RUN_TAG = uuid.uuid4().hex[:8]  # fresh runs even in a database used before
 
 
 def batch_body(first_step: int, rng: np.random.Generator) -> bytes:
@@ -64,7 +66,8 @@ def batch_body(first_step: int, rng: np.random.Generator) -> bytes:
 
 def register(client: httpx.Client, key: str) -> int:
     resp = client.post(
-        "/api/v1/runs", json={"key": key, "channels": [{"name": c} for c in CHANNELS]}
+        "/api/v1/runs",
+        json={"key": f"{key}-{RUN_TAG}", "channels": [{"name": c} for c in CHANNELS]},
     )
     resp.raise_for_status()
     return int(resp.json()["id"])
@@ -145,7 +148,7 @@ def preload_read_data(database_url: str) -> tuple[int, int]:
     ids = []
     with make_sessionmaker(engine)() as session:
         for key in ("bench-read", "bench-downsample"):
-            run, _ = create_or_get_run(session=session, run_in=RunCreate(key=key))
+            run, _ = create_or_get_run(session=session, run_in=RunCreate(key=f"{key}-{RUN_TAG}"))
             ids.append(run.id)
         session.commit()
         steps = np.arange(2000, dtype=np.int64)
