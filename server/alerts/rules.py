@@ -57,7 +57,7 @@ DEFAULTS: dict[str, dict[str, float]] = {
         "min_history": 20.0,
         "alpha": 0.2,
         "beta": 0.1,
-        "clip": 4.0,  # residuals are clipped at +-clip scales (heavy tails)
+        "clip": 3.0,  # residuals are clipped at +-clip scales (heavy tails)
         "k": 1.25,  # CUSUM reference (slack) in scales per step
         "h": 3.0,  # CUSUM decision threshold in scales
         "slow_alpha": 0.05,  # EWMA weight of the slow level watched for a rebound
