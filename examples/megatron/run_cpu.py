@@ -5,8 +5,8 @@ The functions ``get_batch``, ``loss_func`` and ``forward_step`` have the shape o
 channels cut from Python standard-library packages (``json``, ``email``, ``http``), tokenised as
 bytes, written as Megatron IndexedDatasets and blended 5:3:2 by ``BlendedMegatronDatasetBuilder``.
 
-    torchrun --standalone --nproc_per_node 2 examples/megatron/run_cpu.py --steps 20            # DP=2
-    torchrun --standalone --nproc_per_node 2 examples/megatron/run_cpu.py --tp 2 --steps 20     # TP=2
+    torchrun --standalone --nproc_per_node 2 examples/megatron/run_cpu.py --steps 20  # DP=2
+    torchrun --standalone --nproc_per_node 2 examples/megatron/run_cpu.py --tp 2  # TP=2
 
 The last rank prints one channel line per ``--log-interval`` and appends every logged step to
 ``OUT/steps.jsonl``. Megatron's own schedule needs CUDA, so micro-batches are driven here.
