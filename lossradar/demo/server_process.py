@@ -1,7 +1,9 @@
 """Run `lossradar serve` on SQLite in the background for the demo, with a fresh API token.
 
 The server is a child process (``python -m lossradar.cli serve``) on 127.0.0.1 and a free port;
-its database lives in ``data_dir``. :meth:`LocalServer.stop` terminates it (SIGTERM, then SIGKILL).
+its database lives in ``data_dir``. Reads are open by default (loopback only), so the dashboard
+needs no token; writes need the token. :meth:`LocalServer.stop` terminates it (SIGTERM, then
+SIGKILL).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def free_port() -> int:
 class LocalServer:
     """``with LocalServer(data_dir) as srv: srv.url, srv.token``."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        open_reads: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = f"sqlite:///{self.data_dir / 'lossradar.db'}"
@@ -42,6 +51,8 @@ class LocalServer:
             "LOSSRADAR_DATABASE_URL": self.database_url,
             "LOSSRADAR_PUBLIC_URL": self.url,
             "LOSSRADAR_HOST": "127.0.0.1",
+            # loopback only: the dashboard opens without pasting a read token
+            "LOSSRADAR_OPEN_READS": "true" if open_reads else "false",
             "PYTHONUNBUFFERED": "1",
         }
         self.token = self._create_token()

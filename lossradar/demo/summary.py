@@ -62,7 +62,7 @@ def format_summary(
     lines.append(f"webhook messages received by the local receiver: {len(received)}")
     lines += [
         "",
-        f"dashboard:  {dashboard_url}",
+        f"dashboard:  {dashboard_url}   (reads are open on this local server: no token needed)",
         f"REST API:   {api_url}/api/v1   (Authorization: Bearer {token})",
         "=" * 78,
     ]

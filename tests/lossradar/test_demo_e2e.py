@@ -127,7 +127,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             assert weights[0] == 1.0  # reweighting warm-up
             assert weights[-1] != 1.0  # channel-level reweighting moved it
 
-            # 3. the dashboard answers
+            # 3. the dashboard answers, and reads need no token (local demo server)
+            assert httpx.get(f"{summary['server_url']}/api/v1/runs/{run_id}").status_code == 200
             page = client.get("/")
             assert page.status_code == 200
             assert "text/html" in page.headers["content-type"]
