@@ -59,7 +59,7 @@ def get_runs(
     return RunsPublic(data=[RunPublic.model_validate(r) for r in runs], count=count)
 
 
-@router.get("/runs/by-key/{key}", response_model=RunPublic, dependencies=[ReadAccess])
+@router.get("/runs/by-key/{key:path}", response_model=RunPublic, dependencies=[ReadAccess])
 def get_run_by_key_route(key: str, session: SessionDep) -> Run:
     run = get_run_by_key(session=session, key=key)
     if run is None:

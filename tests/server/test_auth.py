@@ -19,7 +19,7 @@ Auth = Callable[..., dict[str, str]]
 ROUTES: list[tuple[str, str, str, Any]] = [
     ("POST", "/runs", "write", {"key": "other"}),
     ("GET", "/runs", "read", None),
-    ("GET", "/runs/by-key/{key}", "read", None),
+    ("GET", "/runs/by-key/{key:path}", "read", None),
     ("GET", "/runs/{run_id}", "read", None),
     ("PATCH", "/runs/{run_id}", "write", {"name": "x"}),
     ("DELETE", "/runs/{run_id}", "write", None),
@@ -48,7 +48,7 @@ def run_id(client: TestClient, auth: Auth) -> int:
 def call(
     client: TestClient, method: str, path: str, body: Any, run_id: int, headers: dict[str, str]
 ):  # type: ignore[no-untyped-def]
-    url = "/api/v1" + path.format(run_id=run_id, key="k")
+    url = "/api/v1" + path.replace("{key:path}", "k").format(run_id=run_id)
     return client.request(method, url, json=body, headers=headers)
 
 

@@ -57,6 +57,10 @@ def test_create_then_get_by_key_is_idempotent_and_merges_channels(
     assert by_key.json()["id"] == run["id"]
     by_id = client.get(f"/api/v1/runs/{run['id']}", headers=r)
     assert by_id.json() == again.json()
+    # keys may contain slashes (e.g. "project/job-7")
+    slashed = client.post("/api/v1/runs", json={"key": "proj/job 7"}, headers=w).json()
+    found = client.get("/api/v1/runs/by-key/proj/job%207", headers=r)
+    assert found.json()["id"] == slashed["id"]
 
 
 def test_run_create_rejects_bad_bodies_with_field_names(client: TestClient, auth: Auth) -> None:
