@@ -38,6 +38,18 @@ def test_reference_and_rampup(reference: dict[str, Any]) -> None:
     assert all(loss == pytest.approx(0.5) for _, _, loss in seen)
 
 
+def test_pretrain_gpt_decorators(reference: dict[str, Any]) -> None:
+    lazy = reference["lazy"]
+    assert lazy["names"] == ("web", "code")
+    (record,) = lazy["records"]
+    assert record["step"] == 8  # resumed at --iteration 7: the first step logged is 8
+    assert record["channels"]["web"]["loss"] == 3.0  # dataset_id 0 is the second row
+    assert record["channels"]["code"]["loss"] == 1.0
+    assert record["channels"]["web"]["token_share"] == 0.5
+    line = " channels @ 8 | web 3.0000 50%/25% w1.00 | code 1.0000 50%/75% w1.00"
+    assert lazy["console"].splitlines() == [line]
+
+
 LAYOUTS = {"TP2xCP2": (2, 1, 2), "TP2xPP2": (2, 2, 1), "DP2xCP2": (1, 1, 2)}
 
 

@@ -14,6 +14,7 @@ channel losses by plain masked sums per ``dataset_id``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import math
 from pathlib import Path
@@ -366,7 +367,12 @@ def reference_worker(data_dir: str) -> Any:
             for p in model.parameters():
                 p -= LR * p.grad
                 p.grad = None
-    return {"prefixes": prefixes, "steps": steps, "rampup": rampup_checks()}
+    return {
+        "prefixes": prefixes,
+        "steps": steps,
+        "rampup": rampup_checks(),
+        "lazy": lazy_hook_checks(str(Path(data_dir) / "lazy.jsonl")),
+    }
 
 
 def rampup_checks() -> dict[str, Any]:
@@ -384,7 +390,11 @@ def rampup_checks() -> dict[str, Any]:
     from trainer_hook.megatron.channels import build_channel_table, parse_blend
 
     destroy_num_microbatches_calculator()
-    init_num_microbatches_calculator(0, [2, 2, 8], 8, 2, 1)  # gbs 2 -> 8 by 2 over 8 samples
+    if "step_batch_size_schedule" in inspect.signature(init_num_microbatches_calculator).parameters:
+        # 0.19 ignores rampup_batch_size; the same batch sizes as a step schedule (in samples)
+        init_num_microbatches_calculator(0, None, 8, 2, 1, step_batch_size_schedule="0:2 4:4 8:8")
+    else:
+        init_num_microbatches_calculator(0, [2, 2, 8], 8, 2, 1)  # gbs 2 -> 8 by 2 / 8 samples
     table = build_channel_table(parse_blend(["/d/only_text_document"]))
     hook = MegatronChannelLoss(
         table, MegatronHookConfig(micro_batch_size=2, seq_length=4, log_interval=1000)
@@ -411,3 +421,49 @@ def rampup_checks() -> dict[str, Any]:
     assert hook.iteration == 6
     assert not math.isnan(seen[-1][2])
     return {"seen": seen}
+
+
+def lazy_hook_checks(jsonl: str) -> dict[str, Any]:
+    """The decorators of ``pretrain_gpt.py``: built from Megatron's global args at first call,
+    sinks from the environment (``LOSSRADAR_JSONL``), console line on the last rank."""
+    import os
+
+    from trainer_hook.megatron import LazyChannelLoss, compat
+    from trainer_hook.sinks import read_jsonl
+
+    args = SimpleNamespace(
+        data_path=["1", "/d/web_text_document", "3", "/d/code_text_document"],
+        micro_batch_size=2,
+        seq_length=4,
+        iteration=7,
+        log_interval=1,
+    )
+    saved = compat.megatron_args
+    compat.megatron_args = lambda: args  # what megatron.training.get_args() returns in Megatron
+    os.environ["LOSSRADAR_JSONL"] = jsonl
+    try:
+        lazy = LazyChannelLoss()
+        lazy.configure(num_microbatches_fn=lambda: 1)
+
+        @lazy.get_batch
+        def get_batch(data_iterator: Any, vp_stage: Any = None) -> Any:
+            return next(data_iterator)["tokens"]
+
+        @lazy.loss_func
+        def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor) -> Any:
+            return stock_loss_func(loss_mask, output_tensor)
+
+        batch = {"tokens": torch.zeros(2, 4), "dataset_id": torch.tensor([1, 0], dtype=torch.int16)}
+        console = io.StringIO()
+        with contextlib.redirect_stdout(console):
+            get_batch(iter([batch]), None)
+            per_token = torch.tensor(
+                [[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]], requires_grad=True
+            )
+            loss_func(torch.ones(2, 4), per_token)
+        lazy.hook.close(timeout=10)
+    finally:
+        compat.megatron_args = saved
+        del os.environ["LOSSRADAR_JSONL"]
+    records = list(read_jsonl(jsonl))
+    return {"records": records, "console": console.getvalue(), "names": lazy.hook.table.names}
