@@ -3,8 +3,9 @@
 Threads (started by the first log_step, so a process may fork before logging):
 
 - the *writer* moves queued steps into the spool file every `drain_interval_s`;
-- the *sender* registers the run, then reads the spool from its committed offset, POSTs batches
-  of up to `batch_max_points` points gzipped, and commits the offset when the server accepts.
+- the *sender* (`delivery.py`) registers the run, then reads the spool from its committed
+  offset, POSTs batches of up to `batch_max_points` points gzipped, and commits the offset when
+  the server accepts.
 
 Every step goes through the spool (write-ahead), so a server outage, a slow server, a crash or a
 SIGKILL of the training process loses nothing the writer has seen (at most `drain_interval_s` of
@@ -18,7 +19,6 @@ the spool itself; only if that fails too (disk full) is the step dropped and log
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
@@ -26,53 +26,20 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from trainer_hook.sinks.backoff import Backoff
 from trainer_hook.sinks.config import SenderConfig
 from trainer_hook.sinks.counters import SenderCounters
+from trainer_hook.sinks.delivery import Delivery, Fresh
 from trainer_hook.sinks.gil import yield_gil
+from trainer_hook.sinks.ratelimit import RateLimitedLog
 from trainer_hook.sinks.spool import Spool, SpoolLockedError
-from trainer_hook.sinks.transport import HttpTransport, TransportError
-from trainer_hook.sinks.wire import (
-    Record,
-    build_points_body,
-    gzip_points_body,
-    record_points,
-    record_to_line,
-)
+from trainer_hook.sinks.transport import HttpTransport
+from trainer_hook.sinks.wire import Record, record_points, record_to_line
 
 log = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[HttpSender] = weakref.WeakSet()
-_RETRYABLE_4XX = {408, 409, 425, 429}
-
-
-@dataclass(slots=True)
-class _Batch:
-    records: list[Record]
-    body: bytes
-    end: int
-    points: int
-    replayed: int
-    channels: set[str]
-
-
-class _RateLimitedLog:
-    """Logs a repeated problem at most once per `every_s` seconds, with the count meanwhile."""
-
-    def __init__(self, level: int, every_s: float = 30.0) -> None:
-        self.level, self.every_s, self.last, self.skipped = level, every_s, -1e18, 0
-
-    def __call__(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every_s:
-            self.skipped += 1
-            return
-        suffix = f" ({self.skipped} similar messages suppressed)" if self.skipped else ""
-        log.log(self.level, msg + suffix, *args)
-        self.last, self.skipped = now, 0
 
 
 class HttpSender:
@@ -88,9 +55,8 @@ class HttpSender:
         self._transport = HttpTransport(config.url, config.token, config.timeout_s)
         self.counters = SenderCounters()
         self._reset_state()
-        self._warn_disk = _RateLimitedLog(logging.ERROR, 10.0)
-        self._warn_net = _RateLimitedLog(logging.WARNING)
-        self._warn_drop = _RateLimitedLog(logging.ERROR, 10.0)
+        self._warn_disk = RateLimitedLog(log, logging.ERROR, 10.0)
+        self._warn_drop = RateLimitedLog(log, logging.ERROR, 10.0)
         _LIVE.add(self)
         atexit.register(self._at_exit)
 
@@ -99,18 +65,15 @@ class HttpSender:
         self._pid = os.getpid()
         self._queue: deque[Record] = deque()
         self._unwritten: list[Record] = []
-        # steps the writer just spooled, handed to the sender so it need not re-read them:
-        # (spool generation, start offset, end offset, record, points); writer appends only,
-        # sender pops only
-        self._fresh: deque[tuple[int, int, int, Record, int]] = deque()
+        # steps the writer just spooled, handed to the sender so it need not re-read them
+        self._fresh: Fresh = deque()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_writer = threading.Event()
         self._wake_sender = threading.Event()
         self._threads: list[threading.Thread] = []
         self._spool: Spool | None = None
-        self._run_id: int | None = None
-        self._registered: set[str] = set()
+        self._delivery: Delivery | None = None
         self._warned_state = False
 
     # ---- the training thread --------------------------------------------------------------
@@ -219,7 +182,7 @@ class HttpSender:
     @property
     def run_id(self) -> int | None:
         """The server's id of the run, once registered."""
-        return self._run_id
+        return None if self._delivery is None else self._delivery.run_id
 
     def _at_exit(self) -> None:
         self.close()
@@ -244,7 +207,16 @@ class HttpSender:
             self._state = "failed"
             self._drop_queued()
             return
-        sender = threading.Thread(target=self._sender_loop, name="lossradar-sender", daemon=True)
+        self._delivery = Delivery(
+            config=self.config,
+            transport=self._transport,
+            counters=self.counters,
+            spool=spool,
+            fresh=self._fresh,
+            stop=self._stop,
+            wake=self._wake_sender,
+        )
+        sender = threading.Thread(target=self._delivery.run, name="lossradar-sender", daemon=True)
         self._threads.append(sender)  # before _spool is set: close() waits for _spool
         self._spool = spool
         sender.start()
@@ -371,154 +343,6 @@ class HttpSender:
                 self._fresh.append((generation, offset, offset + size, record, n))
                 offset += size
         return True
-
-    # ---- the sender thread ---------------------------------------------------------------
-
-    def _sender_loop(self) -> None:
-        cfg = self.config
-        backoff = Backoff(base_s=cfg.backoff_base_s, max_s=cfg.backoff_max_s)
-        batch: _Batch | None = None
-        one_by_one_until = -1  # offset up to which records go one per request (bisecting a 4xx)
-        max_points = cfg.batch_max_points
-        while not self._stop.is_set():
-            try:
-                delay, batch, one_by_one_until, max_points = self._send_once(
-                    backoff, batch, one_by_one_until, max_points
-                )
-            except Exception:
-                log.exception("lossradar sender: sender error")
-                delay = backoff.next_delay()
-            if delay > 0:
-                self._wake_sender.wait(delay)
-                self._wake_sender.clear()
-
-    def _send_once(
-        self, backoff: Backoff, batch: _Batch | None, one_by_one_until: int, max_points: int
-    ) -> tuple[float, _Batch | None, int, int]:
-        """One step of the sender: register, read a batch, POST it. Returns the delay before the
-        next step and the carried state."""
-        spool = self._spool
-        assert spool is not None
-        if batch is None:
-            single = spool.committed < one_by_one_until
-            max_steps = 1 if single else self.config.batch_max_steps
-            records, end, points = self._take_fresh(spool, max_points, max_steps)
-            replayed = 0
-            if not records:  # a replay, a backlog or a gap in the hand-off: read the file
-                records, end, points, replayed = spool.read_batch(max_points, max_steps)
-            if not records:
-                if end > spool.committed:  # only corrupt lines (logged): step over them
-                    spool.commit(end)
-                return self.config.send_interval_s, None, one_by_one_until, max_points
-            channels = {c for r in records for c in r[3]}
-            body = gzip_points_body(build_points_body(records, pause=yield_gil), yield_gil)
-            batch = _Batch(records, body, end, points, replayed, channels)
-        needs_registration = self._run_id is None or not batch.channels <= self._registered
-        if needs_registration and not self._register(batch.channels):
-            return backoff.next_delay(), batch, one_by_one_until, max_points
-        try:
-            resp = self._transport.post(
-                f"/api/v1/runs/{self._run_id}/points", batch.body, gzipped=True
-            )
-        except TransportError as exc:
-            self.counters.failed_requests += 1
-            self._warn_net("lossradar sender: server unreachable (%s); spooling and retrying", exc)
-            return backoff.next_delay(), batch, one_by_one_until, max_points
-        status = resp.status
-        if 200 <= status < 300:
-            self.counters.sent += batch.points  # before the commit that flush() waits for
-            self.counters.replayed += batch.replayed
-            spool.commit(batch.end)
-            backoff.reset()
-            done_bisecting = batch.end >= one_by_one_until
-            return 0.0, None, -1 if done_bisecting else one_by_one_until, max_points
-        if status == 404:  # the run is gone or unknown: register again
-            self._run_id = None
-            self.counters.failed_requests += 1
-            return backoff.next_delay(), batch, one_by_one_until, max_points
-        if status == 413 and len(batch.records) > 1:
-            return 0.0, None, one_by_one_until, max(1, batch.points // 2)
-        if 400 <= status < 500 and status not in _RETRYABLE_4XX | {401, 403}:
-            if len(batch.records) > 1:  # find the bad step: resend this range one by one
-                return 0.0, None, batch.end, max_points
-            spool.reject(record_to_line(batch.records[0]))
-            spool.commit(batch.end)
-            if batch.end >= one_by_one_until:
-                one_by_one_until = -1
-            self.counters.rejected += batch.points
-            log.error(
-                "lossradar sender: the server refused step %s (HTTP %d: %s); kept in %s",
-                batch.records[0][0],
-                status,
-                resp.body,
-                spool.directory / "rejected.jsonl",
-            )
-            return 0.0, None, one_by_one_until, max_points
-        self.counters.failed_requests += 1
-        level_log = self._warn_disk if status in (401, 403) else self._warn_net
-        level_log(
-            "lossradar sender: server answered HTTP %d (%s); spooling and retrying",
-            status,
-            resp.body,
-        )
-        return backoff.next_delay(), batch, one_by_one_until, max_points
-
-    def _take_fresh(
-        self, spool: Spool, max_points: int, max_steps: int
-    ) -> tuple[list[Record], int, int]:
-        """The next batch from the writer's hand-off, if it starts at the committed offset:
-        (records, end offset, points); no records when it does not."""
-        fresh, generation, end = self._fresh, spool.generation, spool.committed
-        records: list[Record] = []
-        points = 0
-        while fresh and len(records) < max_steps:
-            gen, start, stop, record, n = fresh[0]
-            if gen != generation or stop <= end:
-                fresh.popleft()  # already sent (read from the file) or before a compaction
-                continue
-            if start != end or (records and points + n > max_points):
-                break
-            fresh.popleft()
-            records.append(record)
-            points += n
-            end = stop
-        return records, end, points
-
-    def _register(self, channels: set[str]) -> bool:
-        """Create or get the run by key (POST /api/v1/runs), adding `channels`."""
-        cfg = self.config
-        entries = cfg.channel_entries()
-        known = {e["name"] for e in entries}
-        entries += [{"name": c} for c in sorted(channels - known)]
-        body = {
-            "key": cfg.run_key,
-            "name": cfg.run_name or cfg.run_key,
-            "project": cfg.project,
-            "tags": list(cfg.tags),
-            "config": dict(cfg.run_config),
-            "channels": entries,
-        }
-        try:
-            resp = self._transport.post("/api/v1/runs", json.dumps(body).encode(), gzipped=False)
-        except TransportError as exc:
-            self.counters.failed_requests += 1
-            self._warn_net("lossradar sender: cannot register the run yet (%s); spooling", exc)
-            return False
-        if resp.status in (200, 201) and isinstance(resp.body, dict) and "id" in resp.body:
-            self._run_id = int(resp.body["id"])
-            self._registered = {e["name"] for e in entries} | {
-                str(c["name"])
-                for c in resp.body.get("channels") or []
-                if isinstance(c, dict) and "name" in c
-            }
-            return True
-        self.counters.failed_requests += 1
-        self._warn_disk(
-            "lossradar sender: run registration answered HTTP %d (%s); spooling and retrying",
-            resp.status,
-            resp.body,
-        )
-        return False
 
     # ---- fork ------------------------------------------------------------------------------
 
