@@ -179,7 +179,7 @@ class MegatronChannelLoss:
                 device=device,
             )
         assert payload is not None
-        payload = payload.to(device)
+        payload = payload.to(device, non_blocking=True)  # a no-op after the TP broadcast
         if not self.config.packed:
             return ChannelIds(ids=payload)
         per_token = {"channel_ids": payload[0], "segment_ids": payload[1]}

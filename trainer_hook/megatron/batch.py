@@ -176,7 +176,7 @@ def broadcast_over_tp(
                 f"channel ids of shape {got} on TP rank 0, expected {shape}: set micro_batch_size "
                 "and seq_length of MegatronChannelLoss to --micro-batch-size and --seq-length"
             )
-        buf = tensor.to(device=device, dtype=torch.int64).contiguous()
+        buf = tensor.to(device=device, dtype=torch.int64, non_blocking=True).contiguous()
     else:
         buf = torch.empty(shape, dtype=torch.int64, device=device)
     torch.distributed.broadcast(buf, src_rank, group=group)
