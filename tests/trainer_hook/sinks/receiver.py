@@ -2,17 +2,14 @@
 
 Implements `POST /api/v1/runs` (create-or-get by key) and `POST /api/v1/runs/{id}/points`
 (gzip accepted, last write wins on (run, metric, channel, step)) on SQLite, and counts how many
-times each point was delivered. Run in a thread (`Receiver`) or as a process:
-`python receiver.py --db PATH` prints `PORT <n>`.
+times each point was delivered. Runs in threads of the test process (`Receiver(...).start()`).
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import sqlite3
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -120,19 +117,3 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", default=None)
-    args = parser.parse_args(argv)
-    receiver = Receiver(args.db, token=args.token, port=args.port)
-    print(f"PORT {receiver.port}", flush=True)
-    receiver.httpd.serve_forever()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
