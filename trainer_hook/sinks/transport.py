@@ -41,20 +41,31 @@ class HttpTransport:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._conn: http.client.HTTPConnection | None = None
+        self._reused = False  # the connection has answered before (it may have gone stale)
 
     def post(self, path: str, body: bytes, *, gzipped: bool) -> Response:
-        """POST a JSON body (gzipped or not); raise TransportError when no answer arrives."""
+        """POST a JSON body (gzipped or not); raise TransportError when no answer arrives.
+
+        A kept-alive connection that the server closed while idle is retried once at once on
+        a fresh connection (the lossradar POSTs are idempotent)."""
         headers = dict(self._headers, **{"Content-Type": "application/json"})
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        conn = self._connection()
-        try:
-            conn.request("POST", self._prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-            self.close()
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        while True:
+            reused, conn = self._reused, self._connection()
+            try:
+                conn.request("POST", self._prefix + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+                self.close()
+                stale = isinstance(
+                    exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                )
+                if not (reused and stale):
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        self._reused = True
         if resp.getheader("Connection", "").lower() == "close":
             self.close()
         try:
@@ -68,6 +79,7 @@ class HttpTransport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._reused = False
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:

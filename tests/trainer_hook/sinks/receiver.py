@@ -24,7 +24,14 @@ CREATE TABLE IF NOT EXISTS points (run INTEGER, metric TEXT, channel TEXT, step 
 class Receiver:
     """The stand-in server on a free port; `status_override` makes it answer e.g. 503."""
 
-    def __init__(self, db: str = ":memory:", token: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        db: str = ":memory:",
+        token: str | None = None,
+        port: int = 0,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s  # close kept-alive connections idle this long
         self.db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
@@ -94,6 +101,10 @@ class Receiver:
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = receiver.idle_timeout_s
+
+        def log_error(self, format: str, *args: Any) -> None:
+            pass
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -255,3 +255,18 @@ def test_an_unusable_spool_directory_is_reported_not_raised(
     assert "cannot open the spool" in caplog.text
     sender.log_step(1, {"a": 1.0}, {})  # inert now: ignored, no error
     sender.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_a_failure(tmp_path: Path) -> None:
+    receiver = Receiver(token="secret", idle_timeout_s=0.1).start()
+    try:
+        sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+        for step in range(3):
+            sender.log_step(step, {"a": float(step)}, {})
+            assert sender.flush(5)
+            time.sleep(0.4)  # the server drops the kept-alive connection meanwhile
+        assert receiver.points() == {("a", None, s): float(s) for s in range(3)}
+        assert sender.counters.failed_requests == 0
+        sender.close()
+    finally:
+        receiver.stop()
