@@ -44,6 +44,18 @@ from tests.trainer_hook.megatron.tiny_gpt import (
 MBS, SEQ, GBS, STEPS, LR = 2, 32, 8, 2, 0.5
 NUM_SAMPLES = GBS * STEPS
 KEYS = ("tokens", "labels", "loss_mask", "position_ids")
+BATCH_KEYS = (  # pretrain_gpt.BATCH_KEYS of Megatron-LM main
+    "attention_mask",
+    "cu_seqlens",
+    "cu_seqlens_padded",
+    "hybrid_cp_group",
+    "labels",
+    "local_cp_size",
+    "loss_mask",
+    "max_seqlen",
+    "position_ids",
+    "tokens",
+)
 
 
 def data_path(prefixes: list[str]) -> list[str]:
@@ -63,12 +75,16 @@ class WandbStandIn:
 
 def stock_get_batch(data_iterator: Any) -> tuple[Any, ...]:
     """``pretrain_gpt.get_batch`` of Megatron-LM main, on CPU: TP rank 0 reads and broadcasts the
-    fixed keys (``dataset_id`` stays on TP rank 0 only), then Megatron's CP slicer runs."""
+    fixed keys (``dataset_id`` stays on TP rank 0 only), then Megatron's CP slicer runs. With
+    megatron-core 0.19+ the TP broadcast is megatron-core's own ``get_batch_on_this_tp_rank``."""
     from megatron.core import parallel_state as ps
+    from megatron.core import utils as mcu
 
     from trainer_hook.megatron import compat
 
     first, last = ps.is_pipeline_first_stage(), ps.is_pipeline_last_stage()
+    if hasattr(mcu, "get_batch_on_this_tp_rank"):  # megatron-core >= 0.19: the real thing
+        return _core_get_batch(data_iterator, first, last)
     wanted = {"tokens": first, "position_ids": first, "labels": last, "loss_mask": last}
     batch: dict[str, Any] = {}
     if ps.get_tensor_model_parallel_rank() == 0:
@@ -90,6 +106,38 @@ def stock_get_batch(data_iterator: Any) -> tuple[Any, ...]:
                 group=ps.get_tensor_model_parallel_group(),
             )
     batch = compat.cp_slice(batch, ps.get_context_parallel_group())
+    return batch["tokens"], batch["labels"], batch["loss_mask"], None, batch["position_ids"]
+
+
+def _core_get_batch(data_iterator: Any, first: bool, last: bool) -> tuple[Any, ...]:
+    from megatron.core import parallel_state as ps
+    from megatron.core import utils as mcu
+
+    tp_rank = ps.get_tensor_model_parallel_rank()
+    batch: dict[str, Any] = {}
+    if tp_rank == 0:
+        batch = dict(next(data_iterator))  # dataset_id stays in, as in Megatron-LM main
+        for key in BATCH_KEYS:
+            batch[key] = batch.get(key)
+    batch = mcu.get_batch_on_this_tp_rank(
+        batch,
+        has_cu_seqlens=False,
+        is_hybrid_cp=False,
+        create_attention_mask_in_dataloader=False,
+        broadcast_src_rank=ps.get_tensor_model_parallel_src_rank(),
+        broadcast_group=ps.get_tensor_model_parallel_group(),
+        cp_size=ps.get_context_parallel_world_size(),
+        tp_rank=tp_rank,
+        micro_batch_size=MBS,
+        seq_length=SEQ,
+        mtp_on_this_rank=False,
+        pipeline_model_parallel_size=ps.get_pipeline_model_parallel_world_size(),
+        is_pipeline_first_stage=first,
+        is_pipeline_last_stage=last,
+    )
+    batch = mcu.get_batch_on_this_cp_rank(
+        batch, is_hybrid_cp=False, cp_group=ps.get_context_parallel_group()
+    )
     return batch["tokens"], batch["labels"], batch["loss_mask"], None, batch["position_ids"]
 
 
