@@ -62,7 +62,6 @@ class HttpSender:
 
     def _reset_state(self) -> None:
         self._state = "new"  # new -> running -> closed; "inert" in a forked child; "failed"
-        self._pid = os.getpid()
         self._queue: deque[Record] = deque()
         self._unwritten: list[Record] = []
         # steps the writer just spooled, handed to the sender so it need not re-read them
