@@ -17,7 +17,7 @@ from typing import Any
 from server.alerts.forecast import observe
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """What one channel showed at one logged step (None: no point for that metric)."""
 
@@ -29,14 +29,32 @@ class Observation:
     target_share: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Verdict:
-    """A detector's judgement: is the condition active, with which value, and why."""
+    """A detector's judgement: is the condition active, with which value, and why.
 
-    active: bool
-    value: float
-    summary: str
+    ``summary`` may be given as a function that formats it: it is called only when the
+    summary is read (most verdicts of a quiet run never are), once.
+    """
 
+    __slots__ = ("_summary", "active", "value")
+
+    def __init__(self, active: bool, value: float, summary: str | Callable[[], str]) -> None:
+        self.active = active
+        self.value = value
+        self._summary = summary
+
+    @property
+    def summary(self) -> str:
+        text = self._summary
+        if not isinstance(text, str):
+            text = self._summary = text()
+        return text
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.active!r}, {self.value!r}, {self.summary!r})"
+
+
+WARMING_UP = Verdict(False, 0.0, "warming up")
 
 State = dict[str, Any]
 Detector = Callable[[State, Observation, Mapping[str, float]], Verdict | None]
@@ -64,11 +82,11 @@ def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | N
     expected = state["level"] + state["trend"] if "level" in state else x
     z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
     if z is None or state["n"] <= p["min_history"]:
-        return Verdict(False, 0.0, "warming up")
+        return WARMING_UP
     jump = x - expected
     active = z > p["z"] and jump > p["min_jump"]
     return Verdict(
-        active, z, f"loss {x:.4g} is {jump:+.3g} nats ({z:+.1f} sigma) off {expected:.4g}"
+        active, z, lambda: f"loss {x:.4g} is {jump:+.3g} nats ({z:+.1f} sigma) off {expected:.4g}"
     )
 
 
@@ -94,36 +112,41 @@ def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     """
     s = _cusum(state, obs, p, +1.0)
     if s is None:
-        return None if obs.loss is None else Verdict(False, 0.0, "warming up")
+        return None if obs.loss is None else WARMING_UP
     x = float(obs.loss or 0.0)  # finite: _cusum returned a value
     slow = float(state.get("slow", x))
     slow += p["slow_alpha"] * (x - slow)
     floor = min(float(state.get("floor", slow)), slow)
     state.update(slow=slow, floor=floor)
     rebound = (slow - floor) / float(state["scale"])
-    score = max(s, p["h"] * rebound / p["rebound_z"])
-    if score > p["h"]:
-        why = (
-            f"CUSUM {s:.1f} > {p['h']:g}"
-            if s > p["h"]
-            else f"smoothed loss {rebound:.1f} sigma above its minimum {floor:.4g}"
-        )
-        return Verdict(True, score, f"loss {x:.4g} rising against its trend ({why})")
-    return Verdict(False, score, f"score {score:.1f}, trend {state['trend']:+.3g}/step")
+    h = p["h"]
+    score = max(s, h * rebound / p["rebound_z"])
+    if score > h:
+
+        def rising() -> str:
+            why = (
+                f"CUSUM {s:.1f} > {h:g}"
+                if s > h
+                else f"smoothed loss {rebound:.1f} sigma above its minimum {floor:.4g}"
+            )
+            return f"loss {x:.4g} rising against its trend ({why})"
+
+        return Verdict(True, score, rising)
+    trend = state["trend"]
+    return Verdict(False, score, lambda: f"score {score:.1f}, trend {trend:+.3g}/step")
 
 
 def collapse(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the downward CUSUM (loss falling abnormally fast) exceeds h."""
     s = _cusum(state, obs, p, -1.0)
     if s is None:
-        return None if obs.loss is None else Verdict(False, 0.0, "warming up")
-    return Verdict(
-        s > p["h"],
-        s,
-        f"loss {obs.loss:.4g} falling abnormally fast (CUSUM {s:.1f} > {p['h']:g})"
-        if s > p["h"]
-        else f"CUSUM {s:.1f}",
-    )
+        return None if obs.loss is None else WARMING_UP
+    h, x = p["h"], obs.loss
+    if s > h:
+        return Verdict(
+            True, s, lambda: f"loss {x:.4g} falling abnormally fast (CUSUM {s:.1f} > {h:g})"
+        )
+    return Verdict(False, s, lambda: f"CUSUM {s:.1f}")
 
 
 def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -143,7 +166,9 @@ def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     state.update(seen=seen + 1, present=present + (not starved), gap=gap)
     active = before_gap >= p["min_history"] and gap >= needed
     return Verdict(
-        active, float(gap), f"no tokens for {gap} logged steps (present in {q:.0%} before)"
+        active,
+        float(gap),
+        lambda: f"no tokens for {gap} logged steps (present in {q:.0%} before)",
     )
 
 
@@ -165,7 +190,9 @@ def mix_drift(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict
         and abs(gap) > p["abs_tol"]
         and abs(gap) > p["rel_tol"] * max(target, 1e-12)
     )
-    return Verdict(active, ewma, f"token share {ewma:.3g} vs target {target:.3g} ({gap:+.3g})")
+    return Verdict(
+        active, ewma, lambda: f"token share {ewma:.3g} vs target {target:.3g} ({gap:+.3g})"
+    )
 
 
 def weight_saturation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -183,7 +210,9 @@ def weight_saturation(state: State, obs: Observation, p: Mapping[str, float]) ->
     state["prev"] = w
     state["count"] = int(state.get("count", 0)) + 1 if (unchanged and at_bound) else 0
     count = state["count"]
-    return Verdict(count >= p["steps"], w, f"weight pinned at {w:.4g} for {count} logged steps")
+    return Verdict(
+        count >= p["steps"], w, lambda: f"weight pinned at {w:.4g} for {count} logged steps"
+    )
 
 
 DETECTORS: dict[str, Detector] = {

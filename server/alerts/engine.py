@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.alerts.detectors import DETECTORS, Observation, State, Verdict
+from server.alerts.detectors import DETECTORS, Detector, Observation, State, Verdict, non_finite
 from server.alerts.lifecycle import AlertStatus, Event, advance
 from server.alerts.rules import RULES, thresholds
 
@@ -75,6 +75,8 @@ class RunRules:
 def _num(value: Any) -> float | None:
     if value is None:
         return None
+    if type(value) is float:
+        return value
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -87,8 +89,9 @@ def _observations(points: StepPoints, rules: RunRules) -> dict[str, Observation]
         t for m in points.channels.values() if (t := _num(m.get("tokens"))) and math.isfinite(t)
     )
     out = {}
+    empty: Mapping[str, float] = {}
     for name in names:
-        m = points.channels.get(name, {})
+        m = points.channels.get(name, empty)
         tokens = _num(m.get("tokens"))
         share = _num(m.get("token_share"))
         if share is None and tokens is not None and total > 0:
@@ -104,13 +107,43 @@ def _observations(points: StepPoints, rules: RunRules) -> dict[str, Observation]
     return out
 
 
-def _judge(
-    state: RunAlertState, key: AlertKey, obs: Observation, params: Mapping[str, float]
-) -> Verdict | None:
-    det_state = state.detectors.setdefault(key, {})
-    if params["enabled"] == 0:
-        return None
-    return DETECTORS[key[1]](det_state, obs, params)
+#: What one evaluation of one rule needs: its key, detector, thresholds and state dict.
+_Check = tuple[AlertKey, Detector, Mapping[str, float], State]
+
+
+class _Plan:
+    """The thresholds and detector states of one :func:`evaluate` call, resolved once.
+
+    Thresholds depend only on (rule, channel) and the override layers, and a detector's state
+    dict stays the same object for the whole call, so neither is looked up per step.
+    """
+
+    __slots__ = ("checks", "params", "rules", "state")
+
+    def __init__(self, state: RunAlertState, rules: RunRules) -> None:
+        self.state = state
+        self.rules = rules
+        self.params: dict[AlertKey, dict[str, float]] = {}
+        self.checks: dict[str, list[_Check]] = {}
+
+    def param(self, key: AlertKey) -> dict[str, float]:
+        p = self.params.get(key)
+        if p is None:
+            p = self.params[key] = self.rules.params(key[1], key[0])
+        return p
+
+    def channel_checks(self, channel: str) -> list[_Check]:
+        """The enabled rules of ``channel`` (a disabled rule's state is created, left empty)."""
+        checks = self.checks.get(channel)
+        if checks is None:
+            checks = self.checks[channel] = []
+            for rule in CHANNEL_RULES:
+                key = (channel, rule)
+                det_state = self.state.detectors.setdefault(key, {})
+                p = self.param(key)
+                if p["enabled"] != 0:
+                    checks.append((key, DETECTORS[rule], p, det_state))
+        return checks
 
 
 def evaluate(
@@ -122,34 +155,40 @@ def evaluate(
     the trainer's ``wall_time``.
     """
     out: list[Transition] = []
+    plan = _Plan(state, rules)
+    alerts = state.alerts
+    run_key: AlertKey = (None, "non_finite")
     for points in sorted(steps, key=lambda p: p.step):
-        if state.watermark is not None and points.step <= state.watermark:
+        step = points.step
+        if state.watermark is not None and step <= state.watermark:
             continue  # replayed (resumed) step: already judged
-        state.watermark = points.step
+        state.watermark = step
         verdicts: dict[AlertKey, Verdict] = {}
         lm = _num(points.run.get("lm_loss"))
         if lm is not None:
-            v = _judge(
-                state,
-                (None, "non_finite"),
-                Observation(points.step, loss=lm),
-                rules.params("non_finite", None),
-            )
-            if v is not None:
-                verdicts[(None, "non_finite")] = v
+            det_state = state.detectors.setdefault(run_key, {})
+            run_params = plan.param(run_key)
+            if run_params["enabled"] != 0:
+                v = non_finite(det_state, Observation(step, loss=lm), run_params)
+                if v is not None:
+                    verdicts[run_key] = v
         if points.channels:  # a step that logged channels: absent channels had no tokens
             for channel, obs in _observations(points, rules).items():
-                for rule in CHANNEL_RULES:
-                    v = _judge(state, (channel, rule), obs, rules.params(rule, channel))
+                for key, detector, p, det_state in plan.channel_checks(channel):
+                    v = detector(det_state, obs, p)
                     if v is not None:
-                        verdicts[(channel, rule)] = v
-            run_alert = state.alerts.get((None, "divergence"))
+                        verdicts[key] = v
+            run_alert = alerts.get((None, "divergence"))
             run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
-            _blame_run_for_common_rise(verdicts, rules.params("divergence", None), run_rising)
+            _blame_run_for_common_rise(verdicts, plan.param((None, "divergence")), run_rising)
         for key, verdict in verdicts.items():
-            status = state.alerts.setdefault(key, AlertStatus())
-            params = rules.params(key[1], key[0])
-            for event in advance(status, verdict, step=points.step, now=now, params=params):
+            status = alerts.get(key)
+            if status is None:
+                status = alerts[key] = AlertStatus()
+            if not verdict.active and status.state == "inactive":
+                status.last_step = step  # all that advance() does here, without the call
+                continue
+            for event in advance(status, verdict, step=step, now=now, params=plan.param(key)):
                 out.append(Transition(key[0], key[1], event, _copy(status)))
     return out
 

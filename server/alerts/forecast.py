@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 _SIGMA_PER_MAD = math.sqrt(math.pi / 2.0)
+_SQRT2 = math.sqrt(2.0)
 HUBER = 2.0
 SCALE_CLIP = 3.0
 SCALE_ALPHA = 0.05
@@ -33,11 +34,31 @@ def scale_floor(level: float) -> float:
     return 1e-3 + 0.005 * abs(level)
 
 
+#: The last update computed, ``(inputs, outputs)``: spike, divergence and collapse each keep
+#: the same forecast of the same channel (same thresholds, same values), so the second and
+#: third update of a step are copies. Read and replaced as one tuple: safe across threads.
+_last: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+
+
 def observe(state: dict[str, Any], x: float, *, alpha: float, beta: float) -> float | None:
     """Feed one finite value; return its standardized residual z (None while initializing).
 
     ``state`` is updated in place; an empty dict starts a new forecast.
     """
+    global _last
+    get = state.get
+    key = (get("n", 0), get("level"), get("trend"), get("scale"), x, alpha, beta)
+    last = _last
+    if last is not None and last[0] == key:
+        n, level, trend, scale, z = last[1]
+        state["n"], state["level"], state["trend"], state["scale"] = n, level, trend, scale
+        return z
+    z = _update(state, x, alpha, beta)
+    _last = (key, (state["n"], state["level"], state["trend"], state["scale"], z))
+    return z
+
+
+def _update(state: dict[str, Any], x: float, alpha: float, beta: float) -> float | None:
     n = int(state.get("n", 0)) + 1
     state["n"] = n
     if n == 1:
@@ -49,16 +70,17 @@ def observe(state: dict[str, Any], x: float, *, alpha: float, beta: float) -> fl
     residual = x - forecast
     scale = state["scale"]
     if scale is None:  # second value: seed the scale from the first difference
-        state["scale"] = max(abs(residual) / math.sqrt(2.0), scale_floor(x))
+        state["scale"] = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
         state["level"] = x
         return None
-    scale = max(float(scale), scale_floor(level))
+    scale = max(float(scale), 1e-3 + 0.005 * abs(level))
     z = residual / scale
-    clipped = max(-HUBER * scale, min(HUBER * scale, residual))
+    bound = HUBER * scale
+    clipped = -bound if residual < -bound else (bound if residual > bound else residual)
     new_level = forecast + alpha * clipped
     state["trend"] = trend + beta * (new_level - level - trend)
     state["level"] = new_level
     a_s = max(SCALE_ALPHA, 1.0 / n)
     spread = _SIGMA_PER_MAD * min(abs(residual), SCALE_CLIP * scale)
-    state["scale"] = max((1.0 - a_s) * scale + a_s * spread, scale_floor(new_level))
+    state["scale"] = max((1.0 - a_s) * scale + a_s * spread, 1e-3 + 0.005 * abs(new_level))
     return z

@@ -10,12 +10,12 @@ ingest leaves no alert and no message behind; a committed one cannot lose its me
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from server.alerts.models import (
     Notifier,
 )
 from server.db.models import Run
+from server.series.chunks import FloatArray, IntArray
 from server.series.ingested import IngestedSeries
 
 #: Metrics the engine reads; others are ignored.
@@ -56,31 +57,54 @@ def value_float(text: str | None) -> float | None:
 
 
 def steps_from_series(series: Iterable[IngestedSeries]) -> list[StepPoints]:
-    """Regroup ingested series by step into the engine's :class:`StepPoints`."""
-    run: dict[int, dict[str, float]] = defaultdict(dict)
-    channels: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    """Regroup ingested series by step into the engine's :class:`StepPoints`.
+
+    Only the metrics the rules read are kept (``RUN_METRICS``, ``CHANNEL_METRICS``). A step's
+    ``wall_time`` is the latest finite wall time of its points.
+    """
+    run: dict[int, dict[str, float]] = {}
+    channels: dict[int, dict[str, dict[str, float]]] = {}
     walls: dict[int, float] = {}
+    wall_steps: list[IntArray] = []
+    wall_times: list[FloatArray] = []
     for s in series:
-        wanted = RUN_METRICS if s.channel is None else CHANNEL_METRICS
-        if s.metric not in wanted:
+        if s.metric not in (RUN_METRICS if s.channel is None else CHANNEL_METRICS):
             continue
-        for step, value, wall in zip(
-            s.steps.tolist(), s.values.tolist(), s.wall_times.tolist(), strict=True
-        ):
-            if s.channel is None:
-                run[step][s.metric] = value
-            else:
-                channels[step][s.channel][s.metric] = value
-            if math.isfinite(wall):
-                walls[step] = max(walls.get(step, wall), wall)
+        steps = s.steps.tolist()
+        values = s.values.tolist()
+        if s.channel is None:
+            for step, value in zip(steps, values, strict=True):
+                per = run.get(step)
+                if per is None:
+                    per = run[step] = {}
+                per[s.metric] = value
+        else:
+            channel, metric = s.channel, s.metric
+            for step, value in zip(steps, values, strict=True):
+                at = channels.get(step)
+                if at is None:
+                    at = channels[step] = {}
+                m = at.get(channel)
+                if m is None:
+                    m = at[channel] = {}
+                m[metric] = value
+        finite = np.isfinite(s.wall_times)
+        wall_steps.append(s.steps[finite])
+        wall_times.append(s.wall_times[finite])
+    if wall_steps:  # the latest finite wall time of each step, in numpy
+        unique, where = np.unique(np.concatenate(wall_steps), return_inverse=True)
+        latest = np.full(unique.shape[0], -np.inf)
+        np.maximum.at(latest, where, np.concatenate(wall_times))
+        walls = dict(zip(unique.tolist(), latest.tolist(), strict=True))
+    empty: dict[str, Any] = {}
     return [
         StepPoints(
             step=step,
-            run=run.get(step, {}),
-            channels=channels.get(step, {}),
+            run=run.get(step, empty),
+            channels=channels.get(step, empty),
             wall_time=walls.get(step),
         )
-        for step in sorted(set(run) | set(channels))
+        for step in sorted(run.keys() | channels.keys())
     ]
 
 
