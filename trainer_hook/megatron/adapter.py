@@ -18,6 +18,7 @@ logging iterations the global last rank writes the metrics.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence, ValuesView
 from dataclasses import dataclass
@@ -93,6 +94,15 @@ class MegatronChannelLoss:
         from trainer_hook import ChannelLoss
 
         ps = compat.parallel_state()
+        shares = table.target_shares
+        if (
+            channel_reweight is not None
+            and getattr(channel_reweight, "prior", None) is None
+            and all(s is not None for s in shares)
+        ):  # the blend is the sampling prior (DoReMi's importance correction)
+            total = sum(float(s) for s in shares if s is not None)
+            prior = [float(s) / total for s in shares if s is not None]
+            channel_reweight = dataclasses.replace(channel_reweight, prior=prior)
         self.table = table
         self.config = config
         self.channel_loss = ChannelLoss(

@@ -50,6 +50,14 @@ def test_pretrain_gpt_decorators(reference: dict[str, Any]) -> None:
     assert lazy["console"].splitlines() == [line]
 
 
+def test_channel_reweighting_through_the_adapter(reference: dict[str, Any]) -> None:
+    rw = reference["reweight"]
+    assert rw["prior"] == [0.25, 0.75]  # the blend weights 1:3
+    assert rw["weights"][0] == {"fin": 1.0, "web": 1.0}  # nothing known yet
+    last = rw["weights"][-1]
+    assert last["fin"] < 1.0 < last["web"]  # finance is learned: its weight falls
+
+
 LAYOUTS = {"TP2xCP2": (2, 1, 2), "TP2xPP2": (2, 2, 1), "DP2xCP2": (1, 1, 2)}
 
 

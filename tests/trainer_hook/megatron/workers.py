@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -420,6 +421,7 @@ def reference_worker(data_dir: str) -> Any:
         "steps": steps,
         "rampup": rampup_checks(),
         "lazy": lazy_hook_checks(str(Path(data_dir) / "lazy.jsonl")),
+        "reweight": reweight_checks(),
     }
 
 
@@ -469,6 +471,41 @@ def rampup_checks() -> dict[str, Any]:
     assert hook.iteration == 6
     assert not math.isnan(seen[-1][2])
     return {"seen": seen}
+
+
+def reweight_checks() -> dict[str, Any]:
+    """Channel reweighting through the adapter: the returned loss is the weighted sum with the
+    weights in force, ``lm loss`` stays the plain sum, the blend shares are the prior."""
+    from trainer_hook import ChannelReweightConfig
+    from trainer_hook.megatron import MegatronChannelLoss, MegatronHookConfig
+    from trainer_hook.megatron.channels import build_channel_table, parse_blend
+
+    table = build_channel_table(parse_blend(["1", "/d/fin", "3", "/d/web"]))
+    hook = MegatronChannelLoss(
+        table,
+        MegatronHookConfig(micro_batch_size=2, seq_length=4, log_interval=1000),
+        channel_reweight=ChannelReweightConfig(strategy="progress", ema_beta=0.0),
+        num_microbatches_fn=lambda: 1,
+    )
+    get_batch = hook.wrap_get_batch(lambda it: next(it))
+    loss_func = hook.wrap_loss_func(stock_loss_func)
+    batch = {"tokens": torch.zeros(2, 4), "dataset_id": torch.tensor([0, 1], dtype=torch.int16)}
+    seen = []
+    for step in range(4):
+        get_batch(iter([batch]))
+        fin, web = 2.0 / (step + 1), 2.0  # finance is being learned, web is not
+        per_token = torch.tensor([[fin] * 4, [web] * 4], requires_grad=True)
+        loss, _, report = loss_func(torch.ones(2, 4), per_token)
+        weights = {n: m["weight"] for n, m in hook.last_report.channel_metrics().items()}
+        want = 4 * (weights["fin"] * fin + weights["web"] * web)
+        assert float(loss) == pytest.approx(want, rel=1e-6), (step, weights)
+        assert float(report["lm loss"][0]) == pytest.approx(4 * (fin + web))
+        loss.backward()
+        assert per_token.grad is not None
+        assert per_token.grad[0, 0].item() == pytest.approx(weights["fin"], rel=1e-6)
+        seen.append(weights)
+    assert hook.channel_loss._reweighter is not None
+    return {"weights": seen, "prior": list(hook.channel_loss._reweighter.config.prior or [])}
 
 
 def lazy_hook_checks(jsonl: str) -> dict[str, Any]:
