@@ -318,16 +318,19 @@ class ChannelLoss:
         rw = self._reweighter
         if rw is not None:
             in_force = rw.weights.clone() if rw.live else torch.ones_like(rw.weights)
+            clipped = rw.clipped.clone() if rw.live else torch.zeros_like(rw.weights)
             rw.update(stats[: self._c, 0], stats[: self._c, TOKENS])
             self._refresh_token_weights()
         else:
             in_force = torch.ones(self._c, dtype=self._dtype, device=device)
+            clipped = None
         report = StepReport(
             step=self._steps,
             channels=self.channels,
             stats=stats,
             extras=red_extras,
             weights=in_force,
+            clipped=clipped,
             reweighted=self._sample is not None or rw is not None,
             sample_reweighted=sample_ran,
         )

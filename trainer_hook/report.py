@@ -38,6 +38,7 @@ class StepReport:
     __slots__ = (
         "_host",
         "channels",
+        "clipped",
         "extras",
         "reweighted",
         "sample_reweighted",
@@ -56,6 +57,7 @@ class StepReport:
         weights: torch.Tensor,
         reweighted: bool,
         sample_reweighted: bool = False,
+        clipped: torch.Tensor | None = None,
     ) -> None:
         self.step = step
         """0-based index of the optimizer step."""
@@ -68,6 +70,9 @@ class StepReport:
         sample factor of the step."""
         self.weights = weights
         """[C] device tensor: the channel weights in force during this step."""
+        self.clipped = clipped
+        """[C] device tensor (channel reweighting on): 1 where a bound (max_ratio, floor, ceiling,
+        target) moved the weight in force when it was computed, else 0; None without it."""
         self.reweighted = reweighted
         self.sample_reweighted = sample_reweighted
         """Whether sample factors were computed in this step (after a uniform warm-up)."""
@@ -76,7 +81,10 @@ class StepReport:
     def host_values(self) -> list[float]:
         """All numbers on the host; the step's only host/device sync (cached)."""
         if self._host is None:
-            flat = torch.cat([self.stats.reshape(-1), self.extras, self.weights.to(self.stats)])
+            parts = [self.stats.reshape(-1), self.extras, self.weights.to(self.stats)]
+            if self.clipped is not None:
+                parts.append(self.clipped.to(self.stats))
+            flat = torch.cat(parts)
             self._host = flat.tolist()  # HOST SYNC: logging step only
             self._warn()
         return self._host
@@ -144,14 +152,17 @@ class StepReport:
 
         ``loss`` = loss sum / tokens; ``loss_sample_mean`` = mean of the samples' mean losses;
         ``token_share`` = tokens / tokens of all channels (overflow excluded); ``weight`` = the
-        channel weight in force; ``nonfinite_tokens`` appears when > 0.
+        channel weight in force; ``weight_clipped`` (channel reweighting on) = 1.0 when a bound
+        of the reweighting moved that weight, else 0.0; ``nonfinite_tokens`` appears when > 0.
         """
         c = len(self.channels)
         rows = [self._row(i) for i in range(c)]
-        weights = self.host_values()[(c + 1) * NUM_FIELDS + NUM_EXTRAS :]
+        start = (c + 1) * NUM_FIELDS + NUM_EXTRAS
+        weights = self.host_values()[start : start + c]
+        clipped = self.host_values()[start + c :] if self.clipped is not None else None
         total = math.fsum(r[TOKENS] for r in rows)
         out: dict[str, dict[str, float]] = {}
-        for name, row, weight in zip(self.channels, rows, weights, strict=True):
+        for i, (name, row, weight) in enumerate(zip(self.channels, rows, weights, strict=True)):
             if row[TOKENS] <= 0:
                 continue
             metrics = {
@@ -164,6 +175,8 @@ class StepReport:
                 "token_share": row[TOKENS] / total,
                 "weight": weight,
             }
+            if clipped is not None:
+                metrics["weight_clipped"] = clipped[i]
             if row[NONFINITE] > 0:
                 metrics["nonfinite_tokens"] = row[NONFINITE]
             out[name] = metrics

@@ -211,3 +211,81 @@ def test_channel_and_sample_weights_multiply() -> None:
     sums = [2.0, 6.0, 12.0]
     want = sum(w * f * s for w, f, s in zip(channel_w, factors, sums, strict=True))
     assert out.loss_sum.item() == pytest.approx(want, rel=1e-12)
+
+
+def _two_steps(cfg: ChannelReweightConfig) -> ChannelLoss:
+    """The data of test_progress_strategy_hand_computed: unbounded weights [8/11, 12/11]."""
+    hook = ChannelLoss(channels=["fin", "gen"], channel_reweight=cfg)
+    _feed(hook, [2.0, 4.0], [1, 3])
+    hook.step()
+    _feed(hook, [1.0, 4.0], [1, 3])
+    hook.step()
+    return hook
+
+
+def _clipped(hook: ChannelLoss) -> list[float]:
+    state = hook.state_dict()["channel_reweight"]
+    assert isinstance(state, dict)
+    return state["clipped"].tolist()
+
+
+def test_max_ratio_clipping_is_recorded_and_reported_with_the_weight_in_force() -> None:
+    cfg = ChannelReweightConfig(ema_beta=0.5, temperature=1.0, smoothing=0.0, max_ratio=1.2)
+    hook = ChannelLoss(channels=["fin", "gen"], channel_reweight=cfg)
+    _feed(hook, [2.0, 4.0], [1, 3])
+    first = hook.step()
+    assert _clipped(hook) == [0.0, 0.0]  # weights [1, 1]: max/1.2 < 1 binds nothing
+    assert [m["weight_clipped"] for m in first.channel_metrics().values()] == [0.0, 0.0]
+    _feed(hook, [1.0, 4.0], [1, 3])
+    hook.step()
+    # [8/11, 12/11] -> fin raised to (12/11)/1.2 = 10/11 -> normalised by 1/4*10/11 + 3/4*12/11
+    # = 46/44 -> [20/23, 24/23]; only fin was moved by the bound
+    assert _weights(hook) == pytest.approx([20 / 23, 24 / 23], rel=1e-12)
+    assert _clipped(hook) == [1.0, 0.0]
+    _feed(hook, [1.0, 4.0], [1, 3])
+    ch = hook.step().channel_metrics()  # the weights above are in force during this step
+    assert ch["fin"]["weight"] == pytest.approx(20 / 23, rel=1e-12)
+    assert (ch["fin"]["weight_clipped"], ch["gen"]["weight_clipped"]) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "weights", "clipped"),
+    [
+        ({"ceiling": {"gen": 1.0}}, [8 / 11, 1.0], [0.0, 1.0]),  # 12/11 > 1: binds
+        ({"ceiling": {"gen": 1.2}}, [8 / 11, 12 / 11], [0.0, 0.0]),  # 12/11 < 1.2: does not
+        ({"floor": {"fin": 0.8}}, [0.8, 12 / 11], [1.0, 0.0]),  # 8/11 < 0.8: binds
+        ({"floor": {"fin": 0.7}}, [8 / 11, 12 / 11], [0.0, 0.0]),  # 8/11 > 0.7: does not
+        ({"targets": ["fin"]}, [1.0, 12 / 11], [1.0, 0.0]),  # a target below 1 is raised
+        ({"targets": ["gen"]}, [8 / 11, 12 / 11], [0.0, 0.0]),  # a target above 1 is not
+    ],
+)
+def test_clipping_is_recorded_exactly_when_a_bound_binds(
+    bounds: dict[str, object], weights: list[float], clipped: list[float]
+) -> None:
+    cfg = ChannelReweightConfig(
+        ema_beta=0.5,
+        temperature=1.0,
+        smoothing=0.0,
+        max_ratio=100.0,
+        **bounds,  # type: ignore[arg-type]
+    )
+    hook = _two_steps(cfg)
+    assert _weights(hook) == pytest.approx(weights, rel=1e-12)
+    assert _clipped(hook) == clipped
+    _feed(hook, [1.0, 4.0], [1, 3])
+    ch = hook.step().channel_metrics()
+    assert [ch[n]["weight_clipped"] for n in ("fin", "gen")] == clipped
+
+
+def test_no_clipping_metric_without_channel_reweighting_and_old_state_resumes() -> None:
+    hook = ChannelLoss(channels=["fin", "gen"])
+    _feed(hook, [1.0, 4.0], [1, 3])
+    assert all("weight_clipped" not in m for m in hook.step().channel_metrics().values())
+    cfg = ChannelReweightConfig(ema_beta=0.5, temperature=1.0, smoothing=0.0, max_ratio=1.2)
+    state = _two_steps(cfg).state_dict()
+    old = dict(state["channel_reweight"])  # type: ignore[call-overload]
+    del old["clipped"]  # a checkpoint written before clipping was recorded
+    resumed = ChannelLoss(channels=["fin", "gen"], channel_reweight=cfg)
+    resumed.load_state_dict({**state, "channel_reweight": old})
+    assert _clipped(resumed) == [0.0, 0.0]
+    assert _weights(resumed) == pytest.approx([20 / 23, 24 / 23], rel=1e-12)

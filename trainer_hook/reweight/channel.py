@@ -25,7 +25,11 @@ Post-processing, in order: normalise (``sum_c s_c u_c = 1``: the token-share wei
 is 1, so the loss scale stays that of the plain loss), smooth toward uniform
 ``u <- (1 - lam) u + lam``, bound ``max/min <= max_ratio`` (raise the small ones), normalise
 again, then per-channel ``floor``/``ceiling`` and ``targets`` (never below 1). The last three may
-move the mean away from exactly 1; that is the price of hard limits. During the first
+move the mean away from exactly 1; that is the price of hard limits. ``clipped_c`` (1 or 0)
+records whether one of these bounds bound channel c in the last update: the ``max_ratio``
+raise (``u_c < max(u) / max_ratio``), the floor (``u_c < floor_c``), the ceiling
+(``u_c > ceiling_c``) or a target's 1 (``u_c < 1``), each judged on the value it was applied
+to; a value already at a bound is not clipped. During the first
 ``warmup_steps`` steps the weights stay 1 (statistics are still gathered). Weights computed at
 the end of step k are applied during step k+1, identically on every rank.
 """
@@ -155,7 +159,7 @@ class ChannelReweightConfig:
             raise ValueError("ChannelReweightConfig.prior must have a positive sum")
 
 
-_STATE_KEYS = ("ema", "n_obs", "init_sum", "init_n", "share_ema", "alpha", "weights")
+_STATE_KEYS = ("ema", "n_obs", "init_sum", "init_n", "share_ema", "alpha", "weights", "clipped")
 
 
 class ChannelReweighter:
@@ -180,6 +184,7 @@ class ChannelReweighter:
         self.ema, self.n_obs, self.init_sum, self.init_n, self.share_ema = z(), z(), z(), z(), z()
         self.alpha = torch.full((c,), 1.0 / c, dtype=dtype, device=device)
         self.weights = torch.ones(c, dtype=dtype, device=device)
+        self.clipped = z()  # 1.0 where a bound moved the channel's weight in the last update
         self._floor = torch.tensor(
             [config.floor.get(n, 0.0) for n in channels], dtype=dtype, device=device
         )
@@ -265,12 +270,18 @@ class ChannelReweighter:
         return torch.where(mean > 0, w / torch.where(mean > 0, mean, 1.0), w)
 
     def _postprocess(self, raw: torch.Tensor) -> torch.Tensor:
+        """Normalise, smooth and bound the raw weights; set ``clipped`` (device ops only)."""
         cfg = self.config
         w = self._normalise(raw)
         w = (1 - cfg.smoothing) * w + cfg.smoothing
-        w = torch.maximum(w, w.max() / cfg.max_ratio)
+        low = w.max() / cfg.max_ratio
+        clipped = w < low
+        w = torch.maximum(w, low)
         w = self._normalise(w)
+        clipped |= (w < self._floor) | (w > self._ceiling)
         w = torch.minimum(torch.maximum(w, self._floor), self._ceiling)
+        raised = self._target & (w < 1.0)
+        self.clipped = (clipped | raised).to(w.dtype)
         return torch.where(self._target, w.clamp_min(1.0), w)
 
     def to(self, device: torch.device) -> None:
@@ -287,6 +298,8 @@ class ChannelReweighter:
         return state
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if "clipped" not in state:  # written before clipping was recorded: nothing clipped yet
+            state = {**state, "clipped": torch.zeros_like(self.weights)}
         for key in _STATE_KEYS:
             value = state[key]
             if not isinstance(value, torch.Tensor) or value.shape != self.weights.shape:
