@@ -27,6 +27,7 @@ class Observation:
     token_share: float | None = None
     weight: float | None = None
     target_share: float | None = None
+    weight_clipped: float | None = None
 
 
 class Verdict:
@@ -60,10 +61,7 @@ State = dict[str, Any]
 Detector = Callable[[State, Observation, Mapping[str, float]], Verdict | None]
 
 
-def _finite_loss(obs: Observation) -> float | None:
-    if obs.loss is None or not math.isfinite(obs.loss):
-        return None
-    return float(obs.loss)
+_isfinite = math.isfinite
 
 
 def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -76,8 +74,8 @@ def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
 
 def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the loss jumps ``z`` robust scales (and ``min_jump`` nats) above forecast."""
-    x = _finite_loss(obs)
-    if x is None:
+    x = obs.loss
+    if x is None or not _isfinite(x):
         return None
     expected = state["level"] + state["trend"] if "level" in state else x
     z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
@@ -92,16 +90,19 @@ def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | N
 
 def _cusum(state: State, obs: Observation, p: Mapping[str, float], sign: float) -> float | None:
     """One-sided CUSUM of clipped standardized residuals; ``sign`` +1 upward, -1 downward."""
-    x = _finite_loss(obs)
-    if x is None:
+    x = obs.loss
+    if x is None or not _isfinite(x):
         return None
     z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
     if z is None or state["n"] <= p["min_history"]:
         state["cusum"] = 0.0
         return None
-    step = sign * max(-p["clip"], min(p["clip"], z)) - p["k"]
-    state["cusum"] = min(2.0 * p["h"], max(0.0, float(state.get("cusum", 0.0)) + step))
-    return float(state["cusum"])
+    clip = p["clip"]
+    step = sign * (clip if z > clip else (-clip if z < -clip else z)) - p["k"]
+    cusum = float(state.get("cusum", 0.0)) + step
+    cusum = min(2.0 * p["h"], cusum if cusum > 0.0 else 0.0)
+    state["cusum"] = cusum
+    return cusum
 
 
 def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -159,12 +160,16 @@ def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     starved = obs.tokens is None or obs.tokens <= 0
     seen = int(state.get("seen", 0))
     present = int(state.get("present", 0))
-    before_gap = seen - int(state.get("gap", 0))
-    gap = int(state.get("gap", 0)) + 1 if starved else 0
+    gap = int(state.get("gap", 0))
+    before_gap = seen - gap
+    gap = gap + 1 if starved else 0
     q = (present + 1) / (before_gap + 2)
-    needed = max(p["min_steps"], math.log(p["p_false"]) / math.log(max(1e-12, 1.0 - q)))
-    state.update(seen=seen + 1, present=present + (not starved), gap=gap)
-    active = before_gap >= p["min_history"] and gap >= needed
+    state["seen"], state["present"], state["gap"] = seen + 1, present + (not starved), gap
+    if gap == 0 and p["min_steps"] > 0:  # needed >= min_steps > 0: no gap cannot fire
+        active = False
+    else:
+        needed = max(p["min_steps"], math.log(p["p_false"]) / math.log(max(1e-12, 1.0 - q)))
+        active = before_gap >= p["min_history"] and gap >= needed
     return Verdict(
         active,
         float(gap),
@@ -196,22 +201,28 @@ def mix_drift(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict
 
 
 def weight_saturation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
-    """Active when the weight stays pinned (unchanged, at a bound or off 1) ``steps`` times."""
-    if obs.weight is None or not math.isfinite(obs.weight):
+    """Active when the weight is held by a bound for ``steps`` consecutive logged steps.
+
+    Held means: the trainer reports it clipped (``weight_clipped`` = 1: max_ratio, floor,
+    ceiling or target moved it), or, where ``lower``/``upper`` are configured, it sits at one
+    (``|w - b| <= tol * max(1, |b|)``). Without either signal the rule judges nothing: a
+    constant weight is not a saturated one.
+    """
+    w, clipped = obs.weight, obs.weight_clipped
+    lower, upper = p["lower"], p["upper"]
+    bounded = _isfinite(lower) or _isfinite(upper)  # NaN: not configured
+    if clipped is None and (not bounded or w is None):
         return None
-    w = float(obs.weight)
-    prev = state.get("prev")
-    bounds = [b for b in (p["lower"], p["upper"]) if math.isfinite(b)]
-    if bounds:
-        at_bound = any(abs(w - b) <= 1e-4 * max(1.0, abs(b)) for b in bounds)
-    else:
-        at_bound = abs(w - 1.0) > 1e-3
-    unchanged = prev is not None and abs(w - prev) <= p["tol"] * max(1.0, abs(w))
-    state["prev"] = w
-    state["count"] = int(state.get("count", 0)) + 1 if (unchanged and at_bound) else 0
-    count = state["count"]
+    held = clipped is not None and clipped >= 0.5
+    if not held and bounded and w is not None and _isfinite(w):
+        tol = p["tol"]
+        held = any(_isfinite(b) and abs(w - b) <= tol * max(1.0, abs(b)) for b in (lower, upper))
+    count = int(state.get("count", 0)) + 1 if held else 0
+    state["count"] = count
+    value = math.nan if w is None else float(w)
+    how = "clipped by the reweighting" if clipped is not None and clipped >= 0.5 else "at a bound"
     return Verdict(
-        count >= p["steps"], w, lambda: f"weight pinned at {w:.4g} for {count} logged steps"
+        count >= p["steps"], value, lambda: f"weight {value:.4g} {how} for {count} logged steps"
     )
 
 

@@ -103,6 +103,7 @@ def _observations(points: StepPoints, rules: RunRules) -> dict[str, Observation]
             token_share=share,
             weight=_num(m.get("weight")),
             target_share=rules.channels.get(name),
+            weight_clipped=_num(m.get("weight_clipped")),
         )
     return out
 
@@ -176,7 +177,17 @@ def evaluate(
             for channel, obs in _observations(points, rules).items():
                 for key, detector, p, det_state in plan.channel_checks(channel):
                     v = detector(det_state, obs, p)
-                    if v is not None:
+                    if v is None:
+                        continue
+                    if v.active or key[1] == "divergence":  # divergence: see the blame below
+                        verdicts[key] = v
+                        continue
+                    status = alerts.get(key)
+                    if status is None:
+                        status = alerts[key] = AlertStatus()
+                    if status.state == "inactive":
+                        status.last_step = step  # all that advance() would do
+                    else:
                         verdicts[key] = v
             run_alert = alerts.get((None, "divergence"))
             run_rising = run_alert is not None and run_alert.state in ("pending", "firing")

@@ -89,10 +89,10 @@ DEFAULTS: dict[str, dict[str, float]] = {
     },
     "weight_saturation": {
         **COMMON,
-        "steps": 50.0,  # consecutive pinned observations that fire
-        "lower": math.nan,  # the reweighting's bounds, if known (NaN: unknown)
-        "upper": math.nan,
-        "tol": 1e-6,  # relative change below which the weight counts as unchanged
+        "steps": 50.0,  # consecutive observations held by a bound that fire
+        "lower": math.nan,  # the reweighting's bounds, if known (NaN: unknown); without them
+        "upper": math.nan,  # only the trainer's weight_clipped metric says "held"
+        "tol": 1e-4,  # relative distance to lower/upper at which the weight sits at it
     },
 }
 

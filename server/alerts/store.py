@@ -34,7 +34,7 @@ from server.series.chunks import FloatArray, IntArray
 from server.series.ingested import IngestedSeries
 
 #: Metrics the engine reads; others are ignored.
-CHANNEL_METRICS = ("loss", "tokens", "token_share", "weight")
+CHANNEL_METRICS = ("loss", "tokens", "token_share", "weight", "weight_clipped")
 RUN_METRICS = ("lm_loss",)
 
 

@@ -173,18 +173,54 @@ def test_mix_drift_compares_the_share_with_the_target() -> None:
     assert drift[0][0] == 77  # EWMA(0.05) of the share falls 0.15 below 0.3 after 27 steps
 
 
-def test_weight_saturation_needs_a_pinned_weight() -> None:
+def _saturation(transitions: list[Transition]) -> list[tuple[str, int, str | None]]:
+    return [
+        (t.event.kind, t.event.step, t.channel)
+        for t in transitions
+        if t.rule == "weight_saturation"
+    ]
+
+
+def test_weight_saturation_fires_on_clipped_weights_and_resolves() -> None:
+    losses = blend(9, 140)
+
+    def weight(step: int, channel: str) -> dict[str, float]:
+        if channel == "finance":  # held by a bound from step 60 to 119
+            return {"weight": 3.0, "weight_clipped": 1.0 if 60 <= step < 120 else 0.0}
+        if channel == "general":
+            return {"weight": 1.3, "weight_clipped": 0.0}  # static, never clipped
+        return {"weight": 0.5, "weight_clipped": 1.0 if step % 2 else 0.0}  # never 50 in a row
+
+    # 50 consecutive clipped steps: 60..109; resolve_steps=5 clear steps: 120..124
+    assert _saturation(run(losses, extra=weight)) == [
+        ("pending", 109, "finance"),
+        ("firing", 109, "finance"),
+        ("resolved", 124, "finance"),
+    ]
+
+
+def test_weight_saturation_is_quiet_on_a_static_weight_without_clipping_or_bounds() -> None:
+    losses = blend(9, 140)
+
+    def weight(step: int, channel: str) -> dict[str, float]:
+        return {"weight": 1.3 if channel == "finance" else 1.0}  # constant, off 1
+
+    assert _saturation(run(losses, extra=weight)) == []
+
+
+def test_weight_saturation_with_configured_bounds_fires_at_a_bound_only() -> None:
     losses = blend(9, 140)
 
     def weight(step: int, channel: str) -> dict[str, float]:
         if channel == "finance":
-            return {"weight": 3.0 if step >= 60 else 1.0 + 0.01 * step}
-        if channel == "general":
-            return {"weight": 1.0}  # uniform: not saturated
-        return {"weight": 0.5 + 0.001 * step}  # moving
+            return {"weight": 3.0 if step >= 60 else 1.0 + 0.01 * step}  # at upper from 60
+        return {"weight": 1.3}  # static, but not at a bound
 
-    fired = [f for f in firings(run(losses, extra=weight)) if f[2] == "weight_saturation"]
-    assert fired == [(110, "finance", "weight_saturation")]
+    bounds = {"weight_saturation": {"lower": 0.2, "upper": 3.0}}
+    fired = firings(run(losses, extra=weight, overrides=bounds))
+    assert [f for f in fired if f[2] == "weight_saturation"] == [
+        (109, "finance", "weight_saturation")
+    ]
 
 
 def test_overrides_change_thresholds_and_can_disable_a_rule() -> None:
