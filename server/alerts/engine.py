@@ -83,33 +83,39 @@ def _num(value: Any) -> float | None:
         return None
 
 
-def _observations(points: StepPoints, rules: RunRules) -> dict[str, Observation]:
-    names = list(rules.channels) + [c for c in points.channels if c not in rules.channels]
-    total = sum(
-        t for m in points.channels.values() if (t := _num(m.get("tokens"))) and math.isfinite(t)
-    )
-    out = {}
+def _observations(points: StepPoints, rules: RunRules) -> list[tuple[str, Observation]]:
+    """Every channel of the run (then any unknown one the step logged), in that order."""
+    known = rules.channels
+    logged = points.channels
+    names: Iterable[str] = known
+    if any(c not in known for c in logged):
+        names = list(known) + [c for c in logged if c not in known]
+    total = sum(t for m in logged.values() if (t := _num(m.get("tokens"))) and math.isfinite(t))
+    out = []
     empty: Mapping[str, float] = {}
+    step = points.step
     for name in names:
-        m = points.channels.get(name, empty)
-        tokens = _num(m.get("tokens"))
-        share = _num(m.get("token_share"))
+        get = logged.get(name, empty).get
+        tokens = _num(get("tokens"))
+        share = _num(get("token_share"))
         if share is None and tokens is not None and total > 0:
             share = tokens / total
-        out[name] = Observation(
-            step=points.step,
-            loss=_num(m.get("loss")),
-            tokens=tokens,
-            token_share=share,
-            weight=_num(m.get("weight")),
-            target_share=rules.channels.get(name),
-            weight_clipped=_num(m.get("weight_clipped")),
+        obs = Observation(
+            step,
+            _num(get("loss")),
+            tokens,
+            share,
+            _num(get("weight")),
+            known.get(name),
+            _num(get("weight_clipped")),
         )
+        out.append((name, obs))
     return out
 
 
-#: What one evaluation of one rule needs: its key, detector, thresholds and state dict.
-_Check = tuple[AlertKey, Detector, Mapping[str, float], State]
+#: What one evaluation of one rule needs: its key, detector, thresholds, state dict, and
+#: whether it is the divergence rule (whose verdicts the blame step may still change).
+_Check = tuple[AlertKey, Detector, Mapping[str, float], State, bool]
 
 
 class _Plan:
@@ -143,7 +149,7 @@ class _Plan:
                 det_state = self.state.detectors.setdefault(key, {})
                 p = self.param(key)
                 if p["enabled"] != 0:
-                    checks.append((key, DETECTORS[rule], p, det_state))
+                    checks.append((key, DETECTORS[rule], p, det_state, rule == "divergence"))
         return checks
 
 
@@ -174,12 +180,13 @@ def evaluate(
                 if v is not None:
                     verdicts[run_key] = v
         if points.channels:  # a step that logged channels: absent channels had no tokens
-            for channel, obs in _observations(points, rules).items():
-                for key, detector, p, det_state in plan.channel_checks(channel):
+            for channel, obs in _observations(points, rules):
+                checks = plan.checks.get(channel) or plan.channel_checks(channel)
+                for key, detector, p, det_state, is_divergence in checks:
                     v = detector(det_state, obs, p)
                     if v is None:
                         continue
-                    if v.active or key[1] == "divergence":  # divergence: see the blame below
+                    if v.active or is_divergence:  # divergence: see the blame below
                         verdicts[key] = v
                         continue
                     status = alerts.get(key)
