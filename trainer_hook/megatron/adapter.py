@@ -31,7 +31,9 @@ from trainer_hook.megatron.batch import (
     ChannelIds,
     DatasetIdTap,
     broadcast_over_tp,
+    legacy_scale,
     map_dataset_ids,
+    match_layout,
     per_token_channel_ids,
     segments_from_position_ids,
     slice_per_token_for_cp,
@@ -265,14 +267,14 @@ class MegatronChannelLoss:
     ) -> Any:
         """Megatron's loss result with the loss replaced by the channel-weighted one."""
         per_token = output_tensor.float().view(loss_mask.shape)
-        ids = _match_layout(ids, loss_mask, self.config.seq_length)
+        ids = match_layout(ids, loss_mask, self.config.seq_length)
         out = self.channel_loss.accumulate(per_token, loss_mask, ids.ids, ids.segments)
         if len(result) == 3:
             _, num_tokens, report = result
             new: tuple[Any, ...] = (out.loss_sum, num_tokens, report)
         elif len(result) == 2:  # older Megatron / MindSpeed-LLM: (scaled local mean, report)
             loss, report = result
-            new = (out.loss_sum * _legacy_scale(loss, per_token, loss_mask), report)
+            new = (out.loss_sum * legacy_scale(loss, per_token, loss_mask), report)
         else:
             raise ValueError(f"loss_func returned {len(result)} values; expected 2 or 3")
         if self.config.report_channels:
@@ -363,42 +365,6 @@ class MegatronChannelLoss:
                 sink.close(timeout)
             except Exception:
                 log.exception("lossradar: closing sink %r failed", sink)
-
-
-def _legacy_scale(
-    loss: torch.Tensor, per_token: torch.Tensor, loss_mask: torch.Tensor
-) -> torch.Tensor:
-    """``loss / plain_sum`` (detached): whatever the 2-tuple ``loss_func`` did to the masked sum
-    (``/ num_tokens``, ``* cp_size``, ...), the weighted sum gets the same factor."""
-    plain = (per_token.detach() * loss_mask.float().view(per_token.shape)).sum()
-    ratio = loss.detach().float() / plain
-    return torch.where(plain != 0, ratio, torch.zeros_like(ratio))
-
-
-def _match_layout(ids: ChannelIds, loss_mask: torch.Tensor, seq_length: int) -> ChannelIds:
-    """Channel ids in the layout of ``loss_mask``.
-
-    Megatron's THD path (``flatten_batch_for_packed_sequences``) turns ``[B, L]`` into
-    ``[1, B * L]``: per-sample ids are then repeated per token, and per-row document indices are
-    offset by ``row * seq_length`` (full rows) so the documents of different rows stay apart.
-    """
-    if ids.ids.dim() == 1 and loss_mask.dim() == 2 and loss_mask.shape[0] == ids.ids.shape[0]:
-        return ids
-    if tuple(ids.ids.shape) == tuple(loss_mask.shape):
-        return ids
-    n = ids.ids.shape[0]
-    if loss_mask.numel() % n != 0:
-        raise ValueError(
-            f"channel ids {tuple(ids.ids.shape)} do not fit loss_mask {tuple(loss_mask.shape)}"
-        )
-    per_row = loss_mask.numel() // n
-    tok = ids.ids.view(n, 1).expand(n, per_row) if ids.ids.dim() == 1 else ids.ids
-    seg = None
-    if ids.segments is not None:
-        rows = torch.arange(n, device=ids.segments.device).view(n, 1)
-        seg = ids.segments + rows * seq_length
-        seg = seg.reshape(loss_mask.shape)
-    return ChannelIds(ids=tok.reshape(loss_mask.shape), segments=seg)
 
 
 def _device_of(out: Any) -> torch.device:

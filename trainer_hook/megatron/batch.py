@@ -189,3 +189,39 @@ def slice_per_token_for_cp(
 ) -> dict[str, torch.Tensor]:
     """Slice ``[B, L]`` tensors with the very function that slices the tokens under CP."""
     return {k: v for k, v in cp_slice_fn(dict(tensors)).items() if k in tensors}
+
+
+def legacy_scale(
+    loss: torch.Tensor, per_token: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
+    """``loss / plain_sum`` (detached): whatever the 2-tuple ``loss_func`` did to the masked sum
+    (``/ num_tokens``, ``* cp_size``, ...), the weighted sum gets the same factor."""
+    plain = (per_token.detach() * loss_mask.float().view(per_token.shape)).sum()
+    ratio = loss.detach().float() / plain
+    return torch.where(plain != 0, ratio, torch.zeros_like(ratio))
+
+
+def match_layout(ids: ChannelIds, loss_mask: torch.Tensor, seq_length: int) -> ChannelIds:
+    """Channel ids in the layout of ``loss_mask``.
+
+    Megatron's THD path (``flatten_batch_for_packed_sequences``) turns ``[B, L]`` into
+    ``[1, B * L]``: per-sample ids are then repeated per token, and per-row document indices are
+    offset by ``row * seq_length`` (full rows) so the documents of different rows stay apart.
+    """
+    if ids.ids.dim() == 1 and loss_mask.dim() == 2 and loss_mask.shape[0] == ids.ids.shape[0]:
+        return ids
+    if tuple(ids.ids.shape) == tuple(loss_mask.shape):
+        return ids
+    n = ids.ids.shape[0]
+    if loss_mask.numel() % n != 0:
+        raise ValueError(
+            f"channel ids {tuple(ids.ids.shape)} do not fit loss_mask {tuple(loss_mask.shape)}"
+        )
+    per_row = loss_mask.numel() // n
+    tok = ids.ids.view(n, 1).expand(n, per_row) if ids.ids.dim() == 1 else ids.ids
+    seg = None
+    if ids.segments is not None:
+        rows = torch.arange(n, device=ids.segments.device).view(n, 1)
+        seg = ids.segments + rows * seq_length
+        seg = seg.reshape(loss_mask.shape)
+    return ChannelIds(ids=tok.reshape(loss_mask.shape), segments=seg)

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from trainer_hook.megatron.batch import (
+    ChannelIds,
     DatasetIdTap,
+    legacy_scale,
     map_dataset_ids,
+    match_layout,
     per_token_channel_ids,
     segments_from_actual_seq_len,
     segments_from_position_ids,
@@ -62,25 +65,20 @@ def test_tap_takes_dataset_id_and_leaves_the_loader_dict_whole() -> None:
 
 
 def test_thd_flattened_layout_gets_per_token_ids_and_offset_segments() -> None:
-    from trainer_hook.megatron.adapter import _match_layout
-    from trainer_hook.megatron.batch import ChannelIds
-
     flat_mask = torch.ones(1, 16)
-    per_sample = _match_layout(ChannelIds(ids=torch.tensor([2, 0])), flat_mask, 8)
+    per_sample = match_layout(ChannelIds(ids=torch.tensor([2, 0])), flat_mask, 8)
     assert per_sample.ids.tolist() == [[2] * 8 + [0] * 8]
     packed = ChannelIds(ids=torch.zeros(2, 8, dtype=torch.int64), segments=SEG)
-    out = _match_layout(packed, flat_mask, 8)
+    out = match_layout(packed, flat_mask, 8)
     assert out.segments is not None
     assert out.segments.tolist() == [[0, 0, 1, 1, 1, 2, 2, 2, 8, 8, 8, 8, 9, 9, 10, 10]]
     same = ChannelIds(ids=torch.tensor([1, 1]))
-    assert _match_layout(same, torch.ones(2, 8), 8) is same
+    assert match_layout(same, torch.ones(2, 8), 8) is same
 
 
 def test_two_value_loss_func_keeps_its_scaling() -> None:
-    from trainer_hook.megatron.adapter import _legacy_scale
-
     per_token = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
     legacy = (per_token * mask).sum() / mask.sum() * 2  # MindSpeed-LLM: local mean x cp_size
-    assert float(_legacy_scale(legacy, per_token, mask)) == pytest.approx(2 / 3)
-    assert float(_legacy_scale(torch.tensor(0.0), per_token, torch.zeros(1, 4))) == 0.0
+    assert float(legacy_scale(legacy, per_token, mask)) == pytest.approx(2 / 3)
+    assert float(legacy_scale(torch.tensor(0.0), per_token, torch.zeros(1, 4))) == 0.0
