@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.alerts.forecast import observe
+from server.alerts.forecast import ForecastStep, forecast_series
 
 
 @dataclass(slots=True)
@@ -59,6 +59,8 @@ WARMING_UP = Verdict(False, 0.0, "warming up")
 
 State = dict[str, Any]
 Detector = Callable[[State, Observation, Mapping[str, float]], Verdict | None]
+#: A detector over the losses of a batch (None: no point): one verdict (or None) per step.
+SeriesDetector = Callable[[State, list[float | None], Mapping[str, float]], "Verdicts"]
 
 
 _isfinite = math.isfinite
@@ -74,35 +76,7 @@ def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
 
 def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the loss jumps ``z`` robust scales (and ``min_jump`` nats) above forecast."""
-    x = obs.loss
-    if x is None or not _isfinite(x):
-        return None
-    expected = state["level"] + state["trend"] if "level" in state else x
-    z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
-    if z is None or state["n"] <= p["min_history"]:
-        return WARMING_UP
-    jump = x - expected
-    active = z > p["z"] and jump > p["min_jump"]
-    return Verdict(
-        active, z, lambda: f"loss {x:.4g} is {jump:+.3g} nats ({z:+.1f} sigma) off {expected:.4g}"
-    )
-
-
-def _cusum(state: State, obs: Observation, p: Mapping[str, float], sign: float) -> float | None:
-    """One-sided CUSUM of clipped standardized residuals; ``sign`` +1 upward, -1 downward."""
-    x = obs.loss
-    if x is None or not _isfinite(x):
-        return None
-    z = observe(state, x, alpha=p["alpha"], beta=p["beta"])
-    if z is None or state["n"] <= p["min_history"]:
-        state["cusum"] = 0.0
-        return None
-    clip = p["clip"]
-    step = sign * (clip if z > clip else (-clip if z < -clip else z)) - p["k"]
-    cusum = float(state.get("cusum", 0.0)) + step
-    cusum = min(2.0 * p["h"], cusum if cusum > 0.0 else 0.0)
-    state["cusum"] = cusum
-    return cusum
+    return spike_series(state, [obs.loss], p).at(0)
 
 
 def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -111,43 +85,172 @@ def divergence(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     score = max(upward CUSUM, h * rebound / rebound_z), where rebound is how far a slow EWMA
     of the loss (weight ``slow_alpha``) stands above its own minimum, in scales.
     """
-    s = _cusum(state, obs, p, +1.0)
-    if s is None:
-        return None if obs.loss is None else WARMING_UP
-    x = float(obs.loss or 0.0)  # finite: _cusum returned a value
-    slow = float(state.get("slow", x))
-    slow += p["slow_alpha"] * (x - slow)
-    floor = min(float(state.get("floor", slow)), slow)
-    state.update(slow=slow, floor=floor)
-    rebound = (slow - floor) / float(state["scale"])
-    h = p["h"]
-    score = max(s, h * rebound / p["rebound_z"])
-    if score > h:
-
-        def rising() -> str:
-            why = (
-                f"CUSUM {s:.1f} > {h:g}"
-                if s > h
-                else f"smoothed loss {rebound:.1f} sigma above its minimum {floor:.4g}"
-            )
-            return f"loss {x:.4g} rising against its trend ({why})"
-
-        return Verdict(True, score, rising)
-    trend = state["trend"]
-    return Verdict(False, score, lambda: f"score {score:.1f}, trend {trend:+.3g}/step")
+    return divergence_series(state, [obs.loss], p).at(0)
 
 
 def collapse(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the downward CUSUM (loss falling abnormally fast) exceeds h."""
-    s = _cusum(state, obs, p, -1.0)
-    if s is None:
-        return None if obs.loss is None else WARMING_UP
-    h, x = p["h"], obs.loss
-    if s > h:
-        return Verdict(
-            True, s, lambda: f"loss {x:.4g} falling abnormally fast (CUSUM {s:.1f} > {h:g})"
-        )
-    return Verdict(False, s, lambda: f"CUSUM {s:.1f}")
+    return collapse_series(state, [obs.loss], p).at(0)
+
+
+# -- the same three rules over the losses of one batch (None: no point at that step) ---------
+
+
+class Verdicts:
+    """One rule's verdicts over the steps of a batch, kept as plain lists of floats.
+
+    ``active[i]`` is None where the rule judged nothing; :meth:`at` builds the
+    :class:`Verdict` only when the engine needs it (most steps of a quiet run never do).
+    """
+
+    __slots__ = ("active", "value", "why")
+
+    def __init__(
+        self, active: list[bool | None], value: list[float], why: Callable[[int], str]
+    ) -> None:
+        self.active, self.value, self.why = active, value, why
+
+    def at(self, i: int) -> Verdict | None:
+        active = self.active[i]
+        return None if active is None else self.judged(i, active)
+
+    def judged(self, i: int, active: bool) -> Verdict:
+        """The verdict at a step the rule judged (``active = self.active[i]``)."""
+        return Verdict(active, self.value[i], lambda: self.why(i))
+
+
+def spike_series(state: State, losses: list[float | None], p: Mapping[str, float]) -> Verdicts:
+    """:func:`spike` at each step of ``losses`` in turn."""
+    steps = forecast_series(state, losses, alpha=p["alpha"], beta=p["beta"])
+    min_history, z_min, min_jump = p["min_history"], p["z"], p["min_jump"]
+    active: list[bool | None] = []
+    value: list[float] = []
+    expected: list[float | None] = []  # None: warming up
+    for x, f in zip(losses, steps, strict=True):
+        if f is None:  # no loss, or not finite
+            active.append(None)
+            value.append(0.0)
+            expected.append(None)
+        elif f[1] is None or f[0] <= min_history:
+            active.append(False)
+            value.append(0.0)
+            expected.append(None)
+        else:
+            z, e = f[1], f[2]
+            active.append(z > z_min and float(x or 0.0) - e > min_jump)
+            value.append(z)
+            expected.append(e)
+
+    def why(i: int) -> str:
+        e = expected[i]
+        if e is None:
+            return "warming up"
+        x, z = float(losses[i] or 0.0), value[i]
+        return f"loss {x:.4g} is {x - e:+.3g} nats ({z:+.1f} sigma) off {e:.4g}"
+
+    return Verdicts(active, value, why)
+
+
+def _cusum_series(
+    state: State, losses: list[float | None], p: Mapping[str, float], sign: float
+) -> tuple[list[float | None], list[ForecastStep | None]]:
+    """One-sided CUSUM of clipped standardized residuals; ``sign`` +1 upward, -1 downward.
+
+    Per step: S_t, or None (no loss, or not finite, or warming up: then S is reset to 0); and
+    the forecast step.
+    """
+    steps = forecast_series(state, losses, alpha=p["alpha"], beta=p["beta"])
+    min_history, clip, k, cap = p["min_history"], p["clip"], p["k"], 2.0 * p["h"]
+    cusum = state.get("cusum", 0.0)
+    written = False
+    out: list[float | None] = []
+    for f in steps:
+        if f is None:
+            out.append(None)
+            continue
+        written = True
+        z = f[1]
+        if z is None or f[0] <= min_history:
+            cusum = 0.0
+            out.append(None)
+            continue
+        step = sign * (clip if z > clip else (-clip if z < -clip else z)) - k
+        cusum = float(cusum) + step
+        cusum = min(cap, cusum if cusum > 0.0 else 0.0)
+        out.append(cusum)
+    if written:
+        state["cusum"] = cusum
+    return out, steps
+
+
+def divergence_series(state: State, losses: list[float | None], p: Mapping[str, float]) -> Verdicts:
+    """:func:`divergence` at each step of ``losses`` in turn."""
+    sums, steps = _cusum_series(state, losses, p, +1.0)
+    slow_alpha, h, rebound_z = p["slow_alpha"], p["h"], p["rebound_z"]
+    slow, floor = state.get("slow"), state.get("floor")
+    written = False
+    active: list[bool | None] = []
+    value: list[float] = []
+    rebounds: list[float] = []
+    floors: list[float] = []
+    for x, s, f in zip(losses, sums, steps, strict=True):
+        if s is None or f is None:
+            active.append(None if x is None else False)
+            value.append(0.0)
+            rebounds.append(0.0)
+            floors.append(0.0)
+            continue
+        written = True
+        xf = float(x or 0.0)
+        slow = xf if slow is None else float(slow)
+        slow += slow_alpha * (xf - slow)
+        floor = min(slow if floor is None else float(floor), slow)
+        rebound = (slow - floor) / float(f[3] or 0.0)  # the scale: set once warmed up
+        score = max(s, h * rebound / rebound_z)
+        active.append(score > h)
+        value.append(score)
+        rebounds.append(rebound)
+        floors.append(floor)
+    if written:
+        state["slow"], state["floor"] = slow, floor
+
+    def why(i: int) -> str:
+        s, f = sums[i], steps[i]
+        if s is None or f is None:
+            return "warming up"
+        score, x = value[i], float(losses[i] or 0.0)
+        if score > h:
+            detail = (
+                f"CUSUM {s:.1f} > {h:g}"
+                if s > h
+                else f"smoothed loss {rebounds[i]:.1f} sigma above its minimum {floors[i]:.4g}"
+            )
+            return f"loss {x:.4g} rising against its trend ({detail})"
+        return f"score {score:.1f}, trend {f[4]:+.3g}/step"
+
+    return Verdicts(active, value, why)
+
+
+def collapse_series(state: State, losses: list[float | None], p: Mapping[str, float]) -> Verdicts:
+    """:func:`collapse` at each step of ``losses`` in turn."""
+    h = p["h"]
+    sums, _ = _cusum_series(state, losses, p, -1.0)
+    active: list[bool | None] = [
+        (None if x is None else False) if s is None else s > h
+        for x, s in zip(losses, sums, strict=True)
+    ]
+    value = [0.0 if s is None else s for s in sums]
+
+    def why(i: int) -> str:
+        s = sums[i]
+        if s is None:
+            return "warming up"
+        if s > h:
+            x = float(losses[i] or 0.0)
+            return f"loss {x:.4g} falling abnormally fast (CUSUM {s:.1f} > {h:g})"
+        return f"CUSUM {s:.1f}"
+
+    return Verdicts(active, value, why)
 
 
 def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
@@ -157,24 +260,46 @@ def starvation(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     current gap, a gap of ``g`` steps has chance ``(1 - q)^g``; fire when
     ``g >= max(min_steps, log(p_false) / log(1 - q))``.
     """
-    starved = obs.tokens is None or obs.tokens <= 0
-    seen = int(state.get("seen", 0))
-    present = int(state.get("present", 0))
+    return starvation_series(state, [obs], p).at(0)
+
+
+def starvation_series(
+    state: State, column: list[Observation | None], p: Mapping[str, float]
+) -> Verdicts:
+    """:func:`starvation` at each step of ``column`` (None: the channel was not judged)."""
+    seen, present = int(state.get("seen", 0)), int(state.get("present", 0))
     gap = int(state.get("gap", 0))
-    before_gap = seen - gap
-    gap = gap + 1 if starved else 0
-    q = (present + 1) / (before_gap + 2)
-    state["seen"], state["present"], state["gap"] = seen + 1, present + (not starved), gap
-    if gap == 0 and p["min_steps"] > 0:  # needed >= min_steps > 0: no gap cannot fire
-        active = False
-    else:
-        needed = max(p["min_steps"], math.log(p["p_false"]) / math.log(max(1e-12, 1.0 - q)))
-        active = before_gap >= p["min_history"] and gap >= needed
-    return Verdict(
-        active,
-        float(gap),
-        lambda: f"no tokens for {gap} logged steps (present in {q:.0%} before)",
-    )
+    min_steps, p_false, min_history = p["min_steps"], p["p_false"], p["min_history"]
+    written = False
+    active: list[bool | None] = []
+    value: list[float] = []
+    shares: list[float] = []
+    for obs in column:
+        if obs is None:
+            active.append(None)
+            value.append(0.0)
+            shares.append(0.0)
+            continue
+        written = True
+        starved = obs.tokens is None or obs.tokens <= 0
+        before_gap = seen - gap
+        gap = gap + 1 if starved else 0
+        q = (present + 1) / (before_gap + 2)
+        seen, present = seen + 1, present + (not starved)
+        if gap == 0 and min_steps > 0:  # needed >= min_steps > 0: no gap cannot fire
+            active.append(False)
+        else:
+            needed = max(min_steps, math.log(p_false) / math.log(max(1e-12, 1.0 - q)))
+            active.append(before_gap >= min_history and gap >= needed)
+        value.append(float(gap))
+        shares.append(q)
+    if written:
+        state["seen"], state["present"], state["gap"] = seen, present, gap
+
+    def why(i: int) -> str:
+        return f"no tokens for {int(value[i])} logged steps (present in {shares[i]:.0%} before)"
+
+    return Verdicts(active, value, why)
 
 
 def mix_drift(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:

@@ -17,7 +17,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.alerts.detectors import DETECTORS, Detector, Observation, State, Verdict, non_finite
+from server.alerts.detectors import (
+    DETECTORS,
+    Detector,
+    Observation,
+    SeriesDetector,
+    State,
+    Verdict,
+    Verdicts,
+    collapse_series,
+    divergence_series,
+    non_finite,
+    spike_series,
+    starvation_series,
+)
 from server.alerts.lifecycle import AlertStatus, Event, advance
 from server.alerts.rules import RULES, thresholds
 
@@ -113,9 +126,18 @@ def _observations(points: StepPoints, rules: RunRules) -> list[tuple[str, Observ
     return out
 
 
-#: What one evaluation of one rule needs: its key, detector, thresholds, state dict, and
-#: whether it is the divergence rule (whose verdicts the blame step may still change).
-_Check = tuple[AlertKey, Detector, Mapping[str, float], State, bool]
+#: What judging one rule of one channel needs: its key, thresholds, state dict, the detector,
+#: and whether it is the divergence rule (whose verdicts the blame step may still change).
+_Check = tuple[AlertKey, Mapping[str, float], State, Detector, bool]
+
+#: Rules with a batch form over the channel's losses (state kept in local floats over the
+#: whole batch, one forecast computation shared by the three); starvation has one over the
+#: observations; the others are judged step by step.
+SERIES: dict[str, SeriesDetector] = {
+    "spike": spike_series,
+    "divergence": divergence_series,
+    "collapse": collapse_series,
+}
 
 
 class _Plan:
@@ -125,13 +147,12 @@ class _Plan:
     dict stays the same object for the whole call, so neither is looked up per step.
     """
 
-    __slots__ = ("checks", "params", "rules", "state")
+    __slots__ = ("params", "rules", "state")
 
     def __init__(self, state: RunAlertState, rules: RunRules) -> None:
         self.state = state
         self.rules = rules
         self.params: dict[AlertKey, dict[str, float]] = {}
-        self.checks: dict[str, list[_Check]] = {}
 
     def param(self, key: AlertKey) -> dict[str, float]:
         p = self.params.get(key)
@@ -141,16 +162,56 @@ class _Plan:
 
     def channel_checks(self, channel: str) -> list[_Check]:
         """The enabled rules of ``channel`` (a disabled rule's state is created, left empty)."""
-        checks = self.checks.get(channel)
-        if checks is None:
-            checks = self.checks[channel] = []
-            for rule in CHANNEL_RULES:
-                key = (channel, rule)
-                det_state = self.state.detectors.setdefault(key, {})
-                p = self.param(key)
-                if p["enabled"] != 0:
-                    checks.append((key, DETECTORS[rule], p, det_state, rule == "divergence"))
+        checks: list[_Check] = []
+        for rule in CHANNEL_RULES:
+            key = (channel, rule)
+            det_state = self.state.detectors.setdefault(key, {})
+            p = self.param(key)
+            if p["enabled"] != 0:
+                checks.append((key, p, det_state, DETECTORS[rule], rule == "divergence"))
         return checks
+
+    def judge_channels(
+        self, judged: list[list[tuple[str, Observation]]]
+    ) -> dict[str, list[tuple[AlertKey, bool, Verdicts]]]:
+        """Every rule of every channel over all steps of the batch, channel by channel.
+
+        Detectors of different (channel, rule) share no state, so judging channel-major gives
+        the verdicts step-major judging would; ``[i]`` of a list is the verdict at step ``i``.
+        """
+        columns: dict[str, list[Observation | None]] = {}
+        for i, observations in enumerate(judged):
+            for name, obs in observations:
+                column = columns.get(name)
+                if column is None:
+                    column = columns[name] = [None] * len(judged)
+                column[i] = obs
+        out = {}
+        for name, column in columns.items():
+            losses = [None if o is None else o.loss for o in column]
+            results = []
+            for key, p, det_state, detector, is_divergence in self.channel_checks(name):
+                series = SERIES.get(key[1])
+                if series is not None:
+                    verdicts = series(det_state, losses, p)
+                elif key[1] == "starvation":
+                    verdicts = starvation_series(det_state, column, p)
+                else:
+                    verdicts = _step_by_step(detector, det_state, column, p)
+                results.append((key, is_divergence, verdicts))
+            out[name] = results
+        return out
+
+
+def _step_by_step(
+    detector: Detector, state: State, column: list[Observation | None], p: Mapping[str, float]
+) -> Verdicts:
+    verdicts = [None if o is None else detector(state, o, p) for o in column]
+    return Verdicts(
+        [None if v is None else v.active for v in verdicts],
+        [0.0 if v is None else v.value for v in verdicts],
+        lambda i: verdicts[i].summary,  # type: ignore[union-attr]
+    )
 
 
 def evaluate(
@@ -161,15 +222,23 @@ def evaluate(
     ``now`` is the server's clock (silences, cooldowns and repeats are in server time), not
     the trainer's ``wall_time``.
     """
+    new: list[StepPoints] = []
+    for points in sorted(steps, key=lambda p: p.step):
+        if state.watermark is not None and points.step <= state.watermark:
+            continue  # replayed (resumed) step: already judged
+        state.watermark = points.step
+        new.append(points)
     out: list[Transition] = []
+    if not new:
+        return out
     plan = _Plan(state, rules)
+    # a step that logged channels judges every channel: absent channels had no tokens
+    judged = [_observations(p, rules) if p.channels else [] for p in new]
+    by_channel = plan.judge_channels(judged)
     alerts = state.alerts
     run_key: AlertKey = (None, "non_finite")
-    for points in sorted(steps, key=lambda p: p.step):
+    for i, points in enumerate(new):
         step = points.step
-        if state.watermark is not None and step <= state.watermark:
-            continue  # replayed (resumed) step: already judged
-        state.watermark = step
         verdicts: dict[AlertKey, Verdict] = {}
         lm = _num(points.run.get("lm_loss"))
         if lm is not None:
@@ -179,23 +248,20 @@ def evaluate(
                 v = non_finite(det_state, Observation(step, loss=lm), run_params)
                 if v is not None:
                     verdicts[run_key] = v
-        if points.channels:  # a step that logged channels: absent channels had no tokens
-            for channel, obs in _observations(points, rules):
-                checks = plan.checks.get(channel) or plan.channel_checks(channel)
-                for key, detector, p, det_state, is_divergence in checks:
-                    v = detector(det_state, obs, p)
-                    if v is None:
+        if points.channels:
+            for channel, _ in judged[i]:
+                for key, is_divergence, channel_verdicts in by_channel[channel]:
+                    active = channel_verdicts.active[i]
+                    if active is None:
                         continue
-                    if v.active or is_divergence:  # divergence: see the blame below
-                        verdicts[key] = v
-                        continue
-                    status = alerts.get(key)
-                    if status is None:
-                        status = alerts[key] = AlertStatus()
-                    if status.state == "inactive":
-                        status.last_step = step  # all that advance() would do
-                    else:
-                        verdicts[key] = v
+                    if not (active or is_divergence):  # divergence: see the blame below
+                        status = alerts.get(key)
+                        if status is None:
+                            status = alerts[key] = AlertStatus()
+                        if status.state == "inactive":
+                            status.last_step = step  # all that advance() would do
+                            continue
+                    verdicts[key] = channel_verdicts.judged(i, active)
             run_alert = alerts.get((None, "divergence"))
             run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
             _blame_run_for_common_rise(verdicts, plan.param((None, "divergence")), run_rising)

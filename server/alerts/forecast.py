@@ -34,53 +34,69 @@ def scale_floor(level: float) -> float:
     return 1e-3 + 0.005 * abs(level)
 
 
-#: The last update computed, ``(inputs, outputs)``: spike, divergence and collapse each keep
-#: the same forecast of the same channel (same thresholds, same values), so the second and
-#: third update of a step are copies. Read and replaced as one tuple: safe across threads.
-_last: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+#: One step of the forecast: (n after the update, z or None while initializing, the forecast
+#: f_t (x itself on the first value), scale s_t after, trend T_t after).
+ForecastStep = tuple[int, float | None, float, float | None, float]
+
+#: The last series computed, ``(state before, values, steps, state after)``: spike, divergence
+#: and collapse each keep the same forecast of the same channel (same thresholds, same values),
+#: so the second and third computation of a batch are copies. Read and replaced as one tuple,
+#: so threads can share it: a hit needs the very same ``values`` list and an equal state.
+_last: tuple[tuple[Any, ...], object, list[ForecastStep | None], tuple[Any, ...]] | None = None
 
 
-def observe(state: dict[str, Any], x: float, *, alpha: float, beta: float) -> float | None:
-    """Feed one finite value; return its standardized residual z (None while initializing).
+def forecast_series(
+    state: dict[str, Any], values: list[float | None], *, alpha: float, beta: float
+) -> list[ForecastStep | None]:
+    """Feed each finite value of ``values`` in turn; None (no update) for None or non-finite.
 
-    ``state`` is updated in place; an empty dict starts a new forecast.
+    ``state`` (n, level, trend, scale) is updated in place; an empty dict starts a new forecast.
     """
     global _last
     get = state.get
-    key = (get("n", 0), get("level"), get("trend"), get("scale"), x, alpha, beta)
+    before = (get("n", 0), get("level"), get("trend"), get("scale"), alpha, beta)
     last = _last
-    if last is not None and last[0] == key:
-        n, level, trend, scale, z = last[1]
-        state["n"], state["level"], state["trend"], state["scale"] = n, level, trend, scale
-        return z
-    z = _update(state, x, alpha, beta)
-    _last = (key, (state["n"], state["level"], state["trend"], state["scale"], z))
-    return z
+    if last is not None and last[1] is values and last[0] == before:
+        out, after = last[2], last[3]
+    else:
+        out, after = _series(before, values, alpha, beta)
+        _last = (before, values, out, after)
+    if after[0] != before[0]:  # at least one update: write the state back
+        state["n"], state["level"], state["trend"], state["scale"] = after
+    return out
 
 
-def _update(state: dict[str, Any], x: float, alpha: float, beta: float) -> float | None:
-    n = int(state.get("n", 0)) + 1
-    state["n"] = n
-    if n == 1:
-        state.update(level=x, trend=0.0, scale=None)
-        return None
-    level = float(state["level"])
-    trend = float(state["trend"])
-    forecast = level + trend
-    residual = x - forecast
-    scale = state["scale"]
-    if scale is None:  # second value: seed the scale from the first difference
-        state["scale"] = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
-        state["level"] = x
-        return None
-    scale = max(float(scale), 1e-3 + 0.005 * abs(level))
-    z = residual / scale
-    bound = HUBER * scale
-    clipped = -bound if residual < -bound else (bound if residual > bound else residual)
-    new_level = forecast + alpha * clipped
-    state["trend"] = trend + beta * (new_level - level - trend)
-    state["level"] = new_level
-    a_s = max(SCALE_ALPHA, 1.0 / n)
-    spread = _SIGMA_PER_MAD * min(abs(residual), SCALE_CLIP * scale)
-    state["scale"] = max((1.0 - a_s) * scale + a_s * spread, 1e-3 + 0.005 * abs(new_level))
-    return z
+def _series(
+    before: tuple[Any, ...], values: list[float | None], alpha: float, beta: float
+) -> tuple[list[ForecastStep | None], tuple[Any, ...]]:
+    n, level, trend, scale = int(before[0]), before[1], before[2], before[3]
+    out: list[ForecastStep | None] = []
+    isfinite = math.isfinite
+    for x in values:
+        if x is None or not isfinite(x):
+            out.append(None)
+            continue
+        n += 1
+        if n == 1:
+            level, trend, scale = x, 0.0, None
+            out.append((n, None, x, None, 0.0))
+            continue
+        lv, tr = float(level), float(trend)
+        forecast = lv + tr
+        residual = x - forecast
+        if scale is None:  # second value: seed the scale from the first difference
+            scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
+            level = x
+            out.append((n, None, forecast, scale, trend))
+            continue
+        sc = max(float(scale), 1e-3 + 0.005 * abs(lv))
+        z = residual / sc
+        bound = HUBER * sc
+        clipped = -bound if residual < -bound else (bound if residual > bound else residual)
+        level = forecast + alpha * clipped
+        trend = tr + beta * (level - lv - tr)
+        a_s = max(SCALE_ALPHA, 1.0 / n)
+        spread = _SIGMA_PER_MAD * min(abs(residual), SCALE_CLIP * sc)
+        scale = max((1.0 - a_s) * sc + a_s * spread, 1e-3 + 0.005 * abs(level))
+        out.append((n, z, forecast, scale, trend))
+    return out, (n, level, trend, scale)
