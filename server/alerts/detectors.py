@@ -74,6 +74,18 @@ def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
     return Verdict(bad, obs.loss, f"loss is {obs.loss}" if bad else "loss is finite")
 
 
+def non_finite_series(state: State, losses: list[float | None], p: Mapping[str, float]) -> Verdicts:
+    """:func:`non_finite` at each step of ``losses`` in turn."""
+    isfinite = _isfinite
+    active: list[bool | None] = [None if x is None else not isfinite(x) for x in losses]
+    value = [0.0 if x is None else x for x in losses]
+
+    def why(i: int) -> str:
+        return f"loss is {losses[i]}" if active[i] else "loss is finite"
+
+    return Verdicts(active, value, why)
+
+
 def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:
     """Active when the loss jumps ``z`` robust scales (and ``min_jump`` nats) above forecast."""
     return spike_series(state, [obs.loss], p).at(0)

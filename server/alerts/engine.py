@@ -28,6 +28,7 @@ from server.alerts.detectors import (
     collapse_series,
     divergence_series,
     non_finite,
+    non_finite_series,
     spike_series,
     starvation_series,
 )
@@ -134,6 +135,7 @@ _Check = tuple[AlertKey, Mapping[str, float], State, Detector, bool]
 #: whole batch, one forecast computation shared by the three); starvation has one over the
 #: observations; the others are judged step by step.
 SERIES: dict[str, SeriesDetector] = {
+    "non_finite": non_finite_series,
     "spike": spike_series,
     "divergence": divergence_series,
     "collapse": collapse_series,
