@@ -5,6 +5,11 @@ Each detector judges one channel (or the run, ``channel=None``) at one step and 
 lifecycle is left as it is). State is a JSON-serialisable dict updated in place, so the server
 stores it in the database and a restart or another replica continues exactly where it stopped.
 The math of each rule is in docs/alerts.md.
+
+The engine judges the busiest rules (non_finite, spike, divergence, collapse, starvation) over
+a whole ingest batch at once with their ``*_series`` forms: the same math, step after step,
+with the state in local floats and :class:`Verdicts` that build a :class:`Verdict` only when
+asked; the one-step functions are those forms applied to one step.
 """
 
 from __future__ import annotations
