@@ -97,31 +97,45 @@ def _num(value: Any) -> float | None:
         return None
 
 
-def _observations(points: StepPoints, rules: RunRules) -> list[tuple[str, Observation]]:
-    """Every channel of the run (then any unknown one the step logged), in that order."""
+def _observations(
+    points: StepPoints, rules: RunRules, shares: bool
+) -> list[tuple[str, Observation]]:
+    """Every channel of the run (then any unknown one the step logged), in that order.
+
+    ``shares``: whether any channel has a target share. Without one no rule reads a share
+    derived from the tokens (mix_drift judges nothing), so it is not computed.
+    """
     known = rules.channels
     logged = points.channels
     names: Iterable[str] = known
     if any(c not in known for c in logged):
         names = list(known) + [c for c in logged if c not in known]
-    total = sum(t for m in logged.values() if (t := _num(m.get("tokens"))) and math.isfinite(t))
+    total = 0.0
+    if shares:
+        total = sum(t for m in logged.values() if (t := _num(m.get("tokens"))) and math.isfinite(t))
     out = []
     empty: Mapping[str, float] = {}
     step = points.step
+    num = _num
     for name in names:
         get = logged.get(name, empty).get
-        tokens = _num(get("tokens"))
-        share = _num(get("token_share"))
-        if share is None and tokens is not None and total > 0:
+        tokens = get("tokens")
+        if type(tokens) is not float:
+            tokens = num(tokens)
+        share = num(get("token_share"))
+        target = known.get(name)
+        if share is None and tokens is not None and total > 0 and target is not None:
             share = tokens / total
+        loss = get("loss")
+        weight = get("weight")
         obs = Observation(
             step,
-            _num(get("loss")),
+            loss if type(loss) is float else num(loss),
             tokens,
             share,
-            _num(get("weight")),
-            known.get(name),
-            _num(get("weight_clipped")),
+            weight if type(weight) is float else num(weight),
+            target,
+            num(get("weight_clipped")),
         )
         out.append((name, obs))
     return out
@@ -235,10 +249,14 @@ def evaluate(
         return out
     plan = _Plan(state, rules)
     # a step that logged channels judges every channel: absent channels had no tokens
-    judged = [_observations(p, rules) if p.channels else [] for p in new]
+    shares = any(t is not None for t in rules.channels.values())
+    judged = [_observations(p, rules, shares) if p.channels else [] for p in new]
     by_channel = plan.judge_channels(judged)
     alerts = state.alerts
+    busy, divergence = _split_quiet(by_channel, alerts, new)
     run_key: AlertKey = (None, "non_finite")
+    run_div_key: AlertKey = (None, "divergence")
+    half_h = plan.param(run_div_key)["h"] / 2.0
     for i, points in enumerate(new):
         step = points.step
         verdicts: dict[AlertKey, Verdict] = {}
@@ -252,7 +270,7 @@ def evaluate(
                     verdicts[run_key] = v
         if points.channels:
             for channel, _ in judged[i]:
-                for key, is_divergence, channel_verdicts in by_channel[channel]:
+                for key, is_divergence, channel_verdicts in busy[channel]:
                     active = channel_verdicts.active[i]
                     if active is None:
                         continue
@@ -264,9 +282,9 @@ def evaluate(
                             status.last_step = step  # all that advance() would do
                             continue
                     verdicts[key] = channel_verdicts.judged(i, active)
-            run_alert = alerts.get((None, "divergence"))
+            run_alert = alerts.get(run_div_key)
             run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
-            _blame_run_for_common_rise(verdicts, plan.param((None, "divergence")), run_rising)
+            _blame(verdicts, plan.param(run_div_key), run_rising, divergence, i, half_h)
         for key, verdict in verdicts.items():
             status = alerts.get(key)
             if status is None:
@@ -279,29 +297,81 @@ def evaluate(
     return out
 
 
-def _blame_run_for_common_rise(
-    verdicts: dict[AlertKey, Verdict], p: Mapping[str, float], run_rising: bool
+#: One channel's judged rules over a batch: (key, is it divergence, verdicts).
+_Judged = tuple[AlertKey, bool, Verdicts]
+
+
+def _split_quiet(
+    by_channel: dict[str, list[_Judged]], alerts: dict[AlertKey, AlertStatus], new: list[StepPoints]
+) -> tuple[dict[str, list[_Judged]], list[Verdicts]]:
+    """Settle the quiet (channel, rule) pairs of the batch at once; return the busy ones.
+
+    A pair is quiet when its rule is never active in the batch and its alert is inactive or
+    resolved: then every verdict of the batch only sets the alert's ``last_step`` (the blame
+    only ever clears a divergence verdict), which is done here, once. Also returns every
+    channel's divergence verdicts, which the blame counts quiet or not.
+    """
+    busy: dict[str, list[_Judged]] = {}
+    divergence: list[Verdicts] = []
+    for channel, results in by_channel.items():
+        keep = []
+        for judged in results:
+            key, is_divergence, verdicts = judged
+            if is_divergence:
+                divergence.append(verdicts)
+            status = alerts.get(key)
+            if True in verdicts.active or (
+                status is not None and status.state not in ("inactive", "resolved")
+            ):
+                keep.append(judged)
+                continue
+            last = None
+            for i, active in enumerate(verdicts.active):
+                if active is not None:
+                    last = i
+            if last is not None:
+                if status is None:
+                    status = alerts[key] = AlertStatus()
+                status.last_step = new[last].step
+        busy[channel] = keep
+    return busy, divergence
+
+
+def _blame(
+    verdicts: dict[AlertKey, Verdict],
+    p: Mapping[str, float],
+    run_rising: bool,
+    divergence: list[Verdicts],
+    i: int,
+    half_h: float,
 ) -> None:
-    """Channel-level divergence only while the others keep falling.
+    """Channel-level divergence at step ``i`` only while the others keep falling.
 
     A channel "rises" when its divergence score is above h/2. If more than ``majority`` of
     the judged channels rise (or the run-level alert is still open), the rise is common:
     channel-level divergence is suppressed, and the run-level alert is active while any
-    channel's score is above h.
+    channel's score is above h. Every channel's verdict counts (``divergence``); quiet ones
+    are not in ``verdicts``: never active, the blame never changes them.
     """
-    judged = [(k, v) for k, v in verdicts.items() if k[1] == "divergence" and k[0] is not None]
+    judged = rising = 0
+    for d in divergence:
+        if d.active[i] is not None:
+            judged += 1
+            if d.value[i] > half_h:
+                rising += 1
     if not judged:
         return
-    rising = [k for k, v in judged if v.value > p["h"] / 2.0]
-    common = len(judged) >= 2 and len(rising) > p["majority"] * len(judged)
-    over = [k for k, v in judged if v.active]
+    over = [
+        k for k, v in verdicts.items() if k[1] == "divergence" and k[0] is not None and v.active
+    ]
+    common = judged >= 2 and rising > p["majority"] * judged
     if run_rising and over:
         common = True
     if common:
         for key in over:
             verdicts[key] = Verdict(False, verdicts[key].value, "rising with the whole run")
-    summary = f"{len(rising)} of {len(judged)} channels rise together"
-    verdicts[(None, "divergence")] = Verdict(common and bool(over), float(len(rising)), summary)
+    summary = f"{rising} of {judged} channels rise together"
+    verdicts[(None, "divergence")] = Verdict(common and bool(over), float(rising), summary)
 
 
 def _copy(status: AlertStatus) -> AlertStatus:
