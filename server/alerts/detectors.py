@@ -193,7 +193,9 @@ def _cusum_series(
             continue
         step = sign * (clip if z > clip else (-clip if z < -clip else z)) - k
         cusum = float(cusum) + step
-        cusum = min(cap, cusum if cusum > 0.0 else 0.0)
+        cusum = cusum if cusum > 0.0 else 0.0
+        if not cusum < cap:  # min(cap, cusum)
+            cusum = cap
         out.append(cusum)
     if written:
         state["cusum"] = cusum
@@ -221,9 +223,13 @@ def divergence_series(state: State, losses: list[float | None], p: Mapping[str, 
         xf = float(x or 0.0)
         slow = xf if slow is None else float(slow)
         slow += slow_alpha * (xf - slow)
-        floor = min(slow if floor is None else float(floor), slow)
+        floor = slow if floor is None else float(floor)
+        if slow < floor:  # min(floor, slow)
+            floor = slow
         rebound = (slow - floor) / float(f[3] or 0.0)  # the scale: set once warmed up
-        score = max(s, h * rebound / rebound_z)
+        score = h * rebound / rebound_z
+        if not score > s:  # max(s, score)
+            score = s
         active.append(score > h)
         value.append(score)
         rebounds.append(rebound)

@@ -212,11 +212,27 @@ class _Plan:
                     verdicts = series(det_state, losses, p)
                 elif key[1] == "starvation":
                     verdicts = starvation_series(det_state, column, p)
+                elif _judges_nothing(key[1], column, p, self.rules.channels.get(name)):
+                    verdicts = Verdicts([None] * len(column), [0.0] * len(column), str)
                 else:
                     verdicts = _step_by_step(detector, det_state, column, p)
                 results.append((key, is_divergence, verdicts))
             out[name] = results
         return out
+
+
+def _judges_nothing(
+    rule: str, column: list[Observation | None], p: Mapping[str, float], target: float | None
+) -> bool:
+    """Whether ``rule`` returns None (judges nothing, keeps its state) at every step of
+    ``column``: mix_drift without a target share; weight_saturation without configured bounds
+    and without ``weight_clipped`` points."""
+    if rule == "mix_drift":
+        return target is None
+    if rule == "weight_saturation":
+        bounded = math.isfinite(p["lower"]) or math.isfinite(p["upper"])
+        return not bounded and all(o is None or o.weight_clipped is None for o in column)
+    return False
 
 
 def _step_by_step(

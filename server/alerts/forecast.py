@@ -71,15 +71,17 @@ def _series(
 ) -> tuple[list[ForecastStep | None], tuple[Any, ...]]:
     n, level, trend, scale = int(before[0]), before[1], before[2], before[3]
     out: list[ForecastStep | None] = []
+    append = out.append
     isfinite = math.isfinite
+    # max(a, b) and min(a, b) are written as conditionals (same results: no NaN reaches them)
     for x in values:
         if x is None or not isfinite(x):
-            out.append(None)
+            append(None)
             continue
         n += 1
         if n == 1:
             level, trend, scale = x, 0.0, None
-            out.append((n, None, x, None, 0.0))
+            append((n, None, x, None, 0.0))
             continue
         lv, tr = float(level), float(trend)
         forecast = lv + tr
@@ -87,16 +89,26 @@ def _series(
         if scale is None:  # second value: seed the scale from the first difference
             scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
             level = x
-            out.append((n, None, forecast, scale, trend))
+            append((n, None, forecast, scale, trend))
             continue
-        sc = max(float(scale), 1e-3 + 0.005 * abs(lv))
+        sc = float(scale)
+        floor = 1e-3 + 0.005 * abs(lv)
+        if floor > sc:
+            sc = floor
         z = residual / sc
         bound = HUBER * sc
         clipped = -bound if residual < -bound else (bound if residual > bound else residual)
         level = forecast + alpha * clipped
         trend = tr + beta * (level - lv - tr)
-        a_s = max(SCALE_ALPHA, 1.0 / n)
-        spread = _SIGMA_PER_MAD * min(abs(residual), SCALE_CLIP * sc)
-        scale = max((1.0 - a_s) * sc + a_s * spread, 1e-3 + 0.005 * abs(level))
-        out.append((n, z, forecast, scale, trend))
+        a_s = 1.0 / n
+        if not a_s > SCALE_ALPHA:
+            a_s = SCALE_ALPHA
+        size = abs(residual)
+        cap = SCALE_CLIP * sc
+        spread = _SIGMA_PER_MAD * (cap if cap < size else size)
+        scale = (1.0 - a_s) * sc + a_s * spread
+        floor = 1e-3 + 0.005 * abs(level)
+        if floor > scale:
+            scale = floor
+        append((n, z, forecast, scale, trend))
     return out, (n, level, trend, scale)
