@@ -290,6 +290,15 @@ def starvation_series(
     state: State, column: list[Observation | None], p: Mapping[str, float]
 ) -> Verdicts:
     """:func:`starvation` at each step of ``column`` (None: the channel was not judged)."""
+    tokens = [None if o is None else o.tokens for o in column]
+    return starvation_tokens_series(state, tokens, column, p)
+
+
+def starvation_tokens_series(
+    state: State, tokens: list[float | None], judged: list[Any], p: Mapping[str, float]
+) -> Verdicts:
+    """:func:`starvation` at each step: ``judged[i]`` None where the channel was not judged,
+    ``tokens[i]`` None where it logged no tokens."""
     seen, present = int(state.get("seen", 0)), int(state.get("present", 0))
     gap = int(state.get("gap", 0))
     min_steps, p_false, min_history = p["min_steps"], p["p_false"], p["min_history"]
@@ -297,14 +306,14 @@ def starvation_series(
     active: list[bool | None] = []
     value: list[float] = []
     shares: list[float] = []
-    for obs in column:
-        if obs is None:
+    for t, j in zip(tokens, judged, strict=True):
+        if j is None:
             active.append(None)
             value.append(0.0)
             shares.append(0.0)
             continue
         written = True
-        starved = obs.tokens is None or obs.tokens <= 0
+        starved = t is None or t <= 0
         before_gap = seen - gap
         gap = gap + 1 if starved else 0
         q = (present + 1) / (before_gap + 2)

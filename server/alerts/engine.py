@@ -30,7 +30,7 @@ from server.alerts.detectors import (
     non_finite,
     non_finite_series,
     spike_series,
-    starvation_series,
+    starvation_tokens_series,
 )
 from server.alerts.lifecycle import AlertStatus, Event, advance
 from server.alerts.rules import RULES, thresholds
@@ -97,48 +97,68 @@ def _num(value: Any) -> float | None:
         return None
 
 
-def _observations(
-    points: StepPoints, rules: RunRules, shares: bool
-) -> list[tuple[str, Observation]]:
-    """Every channel of the run (then any unknown one the step logged), in that order.
-
-    ``shares``: whether any channel has a target share. Without one no rule reads a share
-    derived from the tokens (mix_drift judges nothing), so it is not computed.
-    """
-    known = rules.channels
+def _channel_names(points: StepPoints, known: Mapping[str, float | None]) -> Iterable[str]:
+    """Every channel of the run (then any unknown one the step logged), in that order."""
     logged = points.channels
-    names: Iterable[str] = known
     if any(c not in known for c in logged):
-        names = list(known) + [c for c in logged if c not in known]
-    total = 0.0
-    if shares:
-        total = sum(t for m in logged.values() if (t := _num(m.get("tokens"))) and math.isfinite(t))
-    out = []
-    empty: Mapping[str, float] = {}
-    step = points.step
+        return list(known) + [c for c in logged if c not in known]
+    return known
+
+
+def _metric(column: list[Mapping[str, Any] | None], name: str) -> list[float | None]:
+    """``name``'s value (None: not logged) at each step of a channel's ``column``."""
     num = _num
-    for name in names:
-        get = logged.get(name, empty).get
-        tokens = get("tokens")
-        if type(tokens) is not float:
-            tokens = num(tokens)
-        share = num(get("token_share"))
-        target = known.get(name)
-        if share is None and tokens is not None and total > 0 and target is not None:
-            share = tokens / total
-        loss = get("loss")
-        weight = get("weight")
-        obs = Observation(
-            step,
-            loss if type(loss) is float else num(loss),
-            tokens,
-            share,
-            weight if type(weight) is float else num(weight),
-            target,
-            num(get("weight_clipped")),
-        )
-        out.append((name, obs))
+    out: list[float | None] = []
+    append = out.append
+    for m in column:
+        if m is None:
+            append(None)
+            continue
+        x = m.get(name)
+        append(x if type(x) is float else num(x))
     return out
+
+
+def _observations(
+    new: list[StepPoints],
+    column: list[Mapping[str, Any] | None],
+    target: float | None,
+    totals: list[float] | None,
+) -> list[Observation | None]:
+    """One channel's :class:`Observation` at each step (None: the step judged no channel).
+
+    ``totals``: the tokens of all channels at each step, from which a channel with a target
+    share and no ``token_share`` point gets its share; None when no channel has a target (no
+    rule reads a derived share then: mix_drift judges nothing).
+    """
+    num = _num
+    out: list[Observation | None] = []
+    for i, m in enumerate(column):
+        if m is None:
+            out.append(None)
+            continue
+        tokens = num(m.get("tokens"))
+        share = num(m.get("token_share"))
+        if share is None and tokens is not None and totals is not None and totals[i] > 0:
+            share = tokens / totals[i]  # totals: only when some channel has a target
+        out.append(
+            Observation(
+                new[i].step,
+                num(m.get("loss")),
+                tokens,
+                share,
+                num(m.get("weight")),
+                target,
+                num(m.get("weight_clipped")),
+            )
+        )
+    return out
+
+
+def _total_tokens(points: StepPoints) -> float:
+    """The sum of the finite, non-zero tokens the step logged over all channels."""
+    logged = points.channels.values()
+    return sum(t for m in logged if (t := _num(m.get("tokens"))) and math.isfinite(t))
 
 
 #: What judging one rule of one channel needs: its key, thresholds, state dict, the detector,
@@ -188,41 +208,53 @@ class _Plan:
         return checks
 
     def judge_channels(
-        self, judged: list[list[tuple[str, Observation]]]
+        self, new: list[StepPoints], names: list[Iterable[str]]
     ) -> dict[str, list[tuple[AlertKey, bool, Verdicts]]]:
         """Every rule of every channel over all steps of the batch, channel by channel.
 
-        Detectors of different (channel, rule) share no state, so judging channel-major gives
-        the verdicts step-major judging would; ``[i]`` of a list is the verdict at step ``i``.
+        ``names[i]``: the channels step ``i`` judges. Detectors of different (channel, rule)
+        share no state, so judging channel-major gives the verdicts step-major judging would;
+        ``[i]`` of a list is the verdict at step ``i``.
         """
-        columns: dict[str, list[Observation | None]] = {}
-        for i, observations in enumerate(judged):
-            for name, obs in observations:
+        empty: Mapping[str, Any] = {}
+        columns: dict[str, list[Mapping[str, Any] | None]] = {}
+        for i, (points, step_names) in enumerate(zip(new, names, strict=True)):
+            logged = points.channels
+            for name in step_names:
                 column = columns.get(name)
                 if column is None:
-                    column = columns[name] = [None] * len(judged)
-                column[i] = obs
+                    column = columns[name] = [None] * len(new)
+                column[i] = logged.get(name, empty)
+        known = self.rules.channels
+        totals = None
+        if any(t is not None for t in known.values()):
+            totals = [_total_tokens(p) if p.channels else 0.0 for p in new]
         out = {}
         for name, column in columns.items():
-            losses = [None if o is None else o.loss for o in column]
+            losses = _metric(column, "loss")
+            target = known.get(name)
+            observations: list[Observation | None] | None = None
             results = []
             for key, p, det_state, detector, is_divergence in self.channel_checks(name):
                 series = SERIES.get(key[1])
                 if series is not None:
                     verdicts = series(det_state, losses, p)
                 elif key[1] == "starvation":
-                    verdicts = starvation_series(det_state, column, p)
-                elif _judges_nothing(key[1], column, p, self.rules.channels.get(name)):
+                    tokens = _metric(column, "tokens")
+                    verdicts = starvation_tokens_series(det_state, tokens, column, p)
+                elif _judges_nothing(key[1], column, p, target):
                     verdicts = Verdicts([None] * len(column), [0.0] * len(column), str)
                 else:
-                    verdicts = _step_by_step(detector, det_state, column, p)
+                    if observations is None:
+                        observations = _observations(new, column, target, totals)
+                    verdicts = _step_by_step(detector, det_state, observations, p)
                 results.append((key, is_divergence, verdicts))
             out[name] = results
         return out
 
 
 def _judges_nothing(
-    rule: str, column: list[Observation | None], p: Mapping[str, float], target: float | None
+    rule: str, column: list[Mapping[str, Any] | None], p: Mapping[str, float], target: float | None
 ) -> bool:
     """Whether ``rule`` returns None (judges nothing, keeps its state) at every step of
     ``column``: mix_drift without a target share; weight_saturation without configured bounds
@@ -231,7 +263,9 @@ def _judges_nothing(
         return target is None
     if rule == "weight_saturation":
         bounded = math.isfinite(p["lower"]) or math.isfinite(p["upper"])
-        return not bounded and all(o is None or o.weight_clipped is None for o in column)
+        return not bounded and all(
+            m is None or _num(m.get("weight_clipped")) is None for m in column
+        )
     return False
 
 
@@ -265,9 +299,8 @@ def evaluate(
         return out
     plan = _Plan(state, rules)
     # a step that logged channels judges every channel: absent channels had no tokens
-    shares = any(t is not None for t in rules.channels.values())
-    judged = [_observations(p, rules, shares) if p.channels else [] for p in new]
-    by_channel = plan.judge_channels(judged)
+    names = [_channel_names(p, rules.channels) if p.channels else () for p in new]
+    by_channel = plan.judge_channels(new, names)
     alerts = state.alerts
     busy, divergence = _split_quiet(by_channel, alerts, new)
     run_key: AlertKey = (None, "non_finite")
@@ -285,7 +318,7 @@ def evaluate(
                 if v is not None:
                     verdicts[run_key] = v
         if points.channels:
-            for channel, _ in judged[i]:
+            for channel in names[i]:
                 for key, is_divergence, channel_verdicts in busy[channel]:
                     active = channel_verdicts.active[i]
                     if active is None:
