@@ -56,6 +56,27 @@ def value_float(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
+def _channels_by_step(
+    series: list[IngestedSeries], channels: dict[int, dict[str, dict[str, float]]]
+) -> None:
+    """``channels[step][channel][metric] = value`` for channel series that share their steps.
+
+    Channels in the order they first appear, metrics in their order (a repeated metric keeps
+    its place, the last value wins): the dicts the point-by-point loop would build.
+    """
+    columns: dict[str, list[tuple[str, list[float]]]] = {}
+    for s in series:
+        columns.setdefault(s.channel or "", []).append((s.metric, s.values.tolist()))
+    steps = series[0].steps.tolist()
+    for channel, metrics in columns.items():
+        names = [m for m, _ in metrics]
+        for step, values in zip(steps, zip(*[v for _, v in metrics], strict=True), strict=True):
+            at = channels.get(step)
+            if at is None:
+                at = channels[step] = {}
+            at[channel] = dict(zip(names, values, strict=True))
+
+
 def steps_from_series(series: Iterable[IngestedSeries]) -> list[StepPoints]:
     """Regroup ingested series by step into the engine's :class:`StepPoints`.
 
@@ -67,19 +88,28 @@ def steps_from_series(series: Iterable[IngestedSeries]) -> list[StepPoints]:
     walls: dict[int, float] = {}
     wall_steps: list[IntArray] = []
     wall_times: list[FloatArray] = []
-    for s in series:
-        if s.metric not in (RUN_METRICS if s.channel is None else CHANNEL_METRICS):
-            continue
-        steps = s.steps.tolist()
-        values = s.values.tolist()
+    kept = [
+        s for s in series if s.metric in (RUN_METRICS if s.channel is None else CHANNEL_METRICS)
+    ]
+    by_channel = [s for s in kept if s.channel is not None]
+    regular = bool(by_channel) and all(
+        np.array_equal(s.steps, by_channel[0].steps) for s in by_channel
+    )
+    if regular:  # every channel series has the same steps: one metric dict per (step, channel)
+        _channels_by_step(by_channel, channels)
+    for s in kept:
         if s.channel is None:
+            steps = s.steps.tolist()
+            values = s.values.tolist()
             for step, value in zip(steps, values, strict=True):
                 per = run.get(step)
                 if per is None:
                     per = run[step] = {}
                 per[s.metric] = value
-        else:
+        elif not regular:
             channel, metric = s.channel, s.metric
+            steps = s.steps.tolist()
+            values = s.values.tolist()
             for step, value in zip(steps, values, strict=True):
                 at = channels.get(step)
                 if at is None:
