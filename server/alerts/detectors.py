@@ -142,27 +142,24 @@ def spike_series(state: State, losses: list[float | None], p: Mapping[str, float
     min_history, z_min, min_jump = p["min_history"], p["z"], p["min_jump"]
     active: list[bool | None] = []
     value: list[float] = []
-    expected: list[float | None] = []  # None: warming up
+    judge, score = active.append, value.append
     for x, f in zip(losses, steps, strict=True):
         if f is None:  # no loss, or not finite
-            active.append(None)
-            value.append(0.0)
-            expected.append(None)
-        elif f[1] is None or f[0] <= min_history:
-            active.append(False)
-            value.append(0.0)
-            expected.append(None)
+            judge(None)
+            score(0.0)
+        elif f[1] is None or f[0] <= min_history:  # warming up
+            judge(False)
+            score(0.0)
         else:
-            z, e = f[1], f[2]
-            active.append(z > z_min and float(x or 0.0) - e > min_jump)
-            value.append(z)
-            expected.append(e)
+            z = f[1]
+            judge(z > z_min and float(x or 0.0) - f[2] > min_jump)
+            score(z)
 
     def why(i: int) -> str:
-        e = expected[i]
-        if e is None:
+        f = steps[i]
+        if f is None or f[1] is None or f[0] <= min_history:
             return "warming up"
-        x, z = float(losses[i] or 0.0), value[i]
+        e, x, z = f[2], float(losses[i] or 0.0), value[i]
         return f"loss {x:.4g} is {x - e:+.3g} nats ({z:+.1f} sigma) off {e:.4g}"
 
     return Verdicts(active, value, why)

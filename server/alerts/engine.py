@@ -108,15 +108,9 @@ def _channel_names(points: StepPoints, known: Mapping[str, float | None]) -> Ite
 def _metric(column: list[Mapping[str, Any] | None], name: str) -> list[float | None]:
     """``name``'s value (None: not logged) at each step of a channel's ``column``."""
     num = _num
-    out: list[float | None] = []
-    append = out.append
-    for m in column:
-        if m is None:
-            append(None)
-            continue
-        x = m.get(name)
-        append(x if type(x) is float else num(x))
-    return out
+    return [
+        None if m is None else (x if type(x := m.get(name)) is float else num(x)) for m in column
+    ]
 
 
 def _observations(
@@ -264,7 +258,7 @@ def _judges_nothing(
     if rule == "weight_saturation":
         bounded = math.isfinite(p["lower"]) or math.isfinite(p["upper"])
         return not bounded and all(
-            m is None or _num(m.get("weight_clipped")) is None for m in column
+            m is None or (x := m.get("weight_clipped")) is None or _num(x) is None for m in column
         )
     return False
 
