@@ -3,7 +3,9 @@
 Points are stored in chunks: all points of one series whose step falls in
 ``[chunk * CHUNK_STEPS, (chunk + 1) * CHUNK_STEPS)`` live in one row, as packed little-endian
 arrays (``steps`` int64, ``values`` float64, ``wall_times`` float64, sorted by step), next to a
-``summary`` of the chunk (its minimum and maximum point) used for downsampled reads. See
+``summary`` of the chunk (its minimum and maximum point) and a ``fine_summary`` (the same per
+16-step block; ``NULL`` in rows written before migration ``0003_fine_summaries``, computed on
+read) used for downsampled reads. See
 ``server.series.chunks`` for the encoding.
 """
 
@@ -95,6 +97,7 @@ class PointChunk(Base):
     values: Mapped[bytes] = mapped_column(LargeBinary)
     wall_times: Mapped[bytes] = mapped_column(LargeBinary)
     summary: Mapped[bytes] = mapped_column(LargeBinary)
+    fine_summary: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ApiToken(Base):

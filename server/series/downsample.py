@@ -4,9 +4,14 @@ With ``B = max_points // 2`` buckets, a series of ``n > max_points`` points beco
 ``2B <= max_points`` points, and every bucket's extremes survive, so a one-step spike (or a NaN,
 which ranks above +Inf, see ``server.series.chunks``) is never averaged away.
 
-Two ways to bucket, same rule:
+Three ways to bucket, same rule:
 - decoded points: buckets of equal step width over ``[first_step, last_step]``;
-- chunk summaries (long series): buckets of ``ceil(chunks / B)`` consecutive chunks, whose
+- fine block summaries (series with fewer chunks than buckets): the ``FINE_STEPS``-step blocks
+  ``g`` in ``[g0, g1]`` go to bucket ``(g - g0) * B // (g1 - g0 + 1)``, so with at least ``B``
+  blocks every bucket is non-empty and the read returns close to ``2B`` points. A bucket's
+  extremes are the extremes of its blocks' stored extremes: exactly the min/max point of the
+  decoded points of those blocks (ties and NaN resolved as in ``bucket_extremes``);
+- chunk summaries (very long series): buckets of ``ceil(chunks / B)`` consecutive chunks, whose
   extremes are the extremes of their chunks' stored extremes, so no point array is read.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from server.series.chunks import FloatArray, IntArray, Points
+from server.series.chunks import FINE_STEPS, FloatArray, IntArray, Points
 
 IndexArray = npt.NDArray[np.intp]
 
@@ -80,4 +85,23 @@ def downsample_summaries(
         np.concatenate([min_points.steps[imin], max_points_of_chunks.steps[imax]]),
         np.concatenate([min_points.values[imin], max_points_of_chunks.values[imax]]),
         np.concatenate([min_points.wall_times[imin], max_points_of_chunks.wall_times[imax]]),
+    )
+
+
+def downsample_blocks(records: npt.NDArray[np.void], max_points: int) -> Points:
+    """Min/max buckets of fine blocks from their summary records (``SUMMARY_DTYPE``, in order)."""
+    if records.shape[0] == 0:
+        return Points(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
+    buckets = max(1, max_points // 2)
+    block = records["min_step"] // FINE_STEPS
+    first = int(block[0])
+    span = int(block[-1]) - first + 1
+    bucket = (block - first) * buckets // span
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1]).astype(np.intp)
+    imin, _ = bucket_extremes(records["min_value"], starts)
+    _, imax = bucket_extremes(records["max_value"], starts)
+    return _unique_sorted(
+        np.concatenate([records["min_step"][imin], records["max_step"][imax]]),
+        np.concatenate([records["min_value"][imin], records["max_value"][imax]]),
+        np.concatenate([records["min_wall"][imin], records["max_wall"][imax]]),
     )

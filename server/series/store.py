@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from server.db.models import PointChunk, Run, RunChannel, Series
 from server.series import chunks as ck
 from server.series.downsample import downsample_points, downsample_summaries
+from server.series.fine_read import fine_downsample
 from server.series.ingested import IngestedSeries, IngestListener
 from server.series.payload import ParsedSeries
 
@@ -29,6 +30,7 @@ _runs = cast(Table, Run.__table__)
 _series = cast(Table, Series.__table__)
 _chunks = cast(Table, PointChunk.__table__)
 _KEYS_PER_QUERY = 400
+_RECORD = ck.SUMMARY_DTYPE.itemsize
 
 
 class RunNotFoundError(LookupError):
@@ -173,10 +175,16 @@ def ingest_points(
 
     existing = _existing_chunks(session, pieces)
     inserts, updates = [], []
-    for key, new in pieces.items():
+    merged_pieces = {
+        key: new if (old := existing.get(key)) is None else ck.merge(old, new)
+        for key, new in pieces.items()
+    }
+    coarse, fine = ck.summaries(list(merged_pieces.values()))
+    for (key, merged), summary, fine_summary in zip(
+        merged_pieces.items(), coarse, fine, strict=True
+    ):
         old = existing.get(key)
-        merged = new if old is None else ck.merge(old, new)
-        row_values = ck.encode(merged)
+        row_values = ck.encode(merged, summary, fine_summary)
         if old is None:
             inserts.append({"series_id": key[0], "chunk": key[1], **row_values})
         else:
@@ -298,24 +306,45 @@ def read_series(
     downsampled: dict[int, ck.Points] = {}
     full_ids = ids
     if max_points is not None and ids:
-        per: dict[int, tuple[list[int], list[int], list[bytes]]] = {s: ([], [], []) for s in ids}
+        per: dict[int, tuple[list[int], list[int], list[bytes], list[bytes | None]]] = {
+            s: ([], [], [], []) for s in ids
+        }
         rows = session.execute(
-            select(_chunks.c.series_id, _chunks.c.chunk, _chunks.c.count, _chunks.c.summary)
+            select(
+                _chunks.c.series_id,
+                _chunks.c.chunk,
+                _chunks.c.count,
+                _chunks.c.summary,
+                _chunks.c.fine_summary,
+            )
             .where(_chunks.c.series_id.in_(ids), *_chunk_range(lo, hi))
             .order_by(_chunks.c.series_id, _chunks.c.chunk)
         )
-        for sid, chunk, count, summary in rows:
+        for sid, chunk, count, summary, fine in rows:
             per[sid][0].append(chunk)
             per[sid][1].append(count)
             per[sid][2].append(summary)
+            per[sid][3].append(fine)
+        buckets = max(1, max_points // 2)
         full_ids = []
-        for sid, (chunk_ids, counts, summaries) in per.items():
-            if sum(counts) > max_points and len(chunk_ids) >= max(1, max_points // 2):
+        fine_rows: dict[int, list[tuple[int, bytes | None]]] = {}
+        for sid, (chunk_ids, counts, summaries, fines) in per.items():
+            # blocks with points; a row without fine summary has at least ceil(count / 16)
+            blocks = sum(
+                -(-c // ck.FINE_STEPS) if f is None else len(f) // _RECORD
+                for c, f in zip(counts, fines, strict=True)
+            )
+            if sum(counts) <= max_points:
+                full_ids.append(sid)
+            elif len(chunk_ids) >= buckets:
                 downsampled[sid] = _summary_downsample(
                     session, sid, chunk_ids, summaries, lo, hi, max_points
                 )
+            elif blocks >= buckets:
+                fine_rows[sid] = list(zip(chunk_ids, fines, strict=True))
             else:
                 full_ids.append(sid)
+        downsampled.update(fine_downsample(session, fine_rows, lo, hi, max_points))
     full = _full_points(session, full_ids, lo, hi)
     out = []
     for sid, metric, channel in selected:

@@ -126,10 +126,11 @@ def ingest_long(client: TestClient, h: dict[str, str], n: int, spikes: dict[int,
     return run_id
 
 
-def test_downsampling_of_decoded_points_keeps_the_spike_and_the_nan(
+def test_downsampling_from_fine_block_summaries_keeps_the_spike_and_the_nan(
     client: TestClient, h: dict[str, str]
 ) -> None:
-    # 3,000 points, 100 points -> 50 buckets of 60 steps, fewer buckets than chunks needs
+    # 3,000 points, 100 points -> 50 buckets: more than the 12 chunks, fewer than the 188
+    # 16-step blocks, so each bucket is 3-4 whole blocks (tests/server/test_fine_summaries.py)
     run_id = ingest_long(client, h, 3000, {1234: 50.0, 2500: "NaN", 10: -3.0})
     s = get(client, run_id, h, max_points=100)["series"][0]
     assert s["downsampled"] is True
@@ -139,7 +140,7 @@ def test_downsampling_of_decoded_points_keeps_the_spike_and_the_nan(
     assert got[1234] == 50.0
     assert got[2500] == "NaN"
     assert got[10] == -3.0
-    # bucket 0 (steps 0-59): min is the -3.0 dip, max is step 0; last bucket keeps step 2999
+    # bucket 0 (steps 0-63): min is the -3.0 dip, max is step 0; last bucket keeps step 2999
     assert s["steps"][:2] == [0, 10]
     assert got[2999] == 2.0 - 1e-6 * 2999
     assert s["wall_times"][s["steps"].index(1234)] == 1234.0
