@@ -11,23 +11,28 @@ export function escapeText(text) {
 }
 
 /**
- * Resolves once plotly.js (served from the installed plotly package) has run. Loaded here,
- * after the modules, so that pages send their API requests before the browser spends its time
- * compiling plotly.js.
+ * Resolves once plotly.js (served from the installed plotly package) has run. index.html loads
+ * it as an async script, streamed and compiled off the main thread while the modules load;
+ * without that tag (a page of our own that lacks it) it is added here.
  */
 export const plotlyReady = new Promise((resolve, reject) => {
-  if (window.Plotly) {
-    resolve(window.Plotly);
-    return;
-  }
-  const script = document.createElement("script");
-  script.src = "/static/vendor/plotly.min.js";
-  script.addEventListener("load", () => {
+  const ready = () => {
     performance.mark("lossradar:plotly-ready");
     resolve(window.Plotly);
-  });
+  };
+  if (window.Plotly) {
+    ready();
+    return;
+  }
+  let script = document.getElementById("plotly-js");
+  if (!script) {
+    script = document.createElement("script");
+    script.id = "plotly-js";
+    script.src = "/static/vendor/plotly.min.js";
+    document.head.appendChild(script);
+  }
+  script.addEventListener("load", ready);
   script.addEventListener("error", () => reject(new Error("could not load /static/vendor/plotly.min.js")));
-  document.head.appendChild(script);
 });
 
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, scrollZoom: false };
