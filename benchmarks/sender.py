@@ -17,6 +17,12 @@ Figures:
 - lost = logged (metric, channel, step) points missing on the server, or with another value;
 - duplicated = points the server acknowledged more than once (counted by the proxy).
 
+The server and the proxy stand for a machine elsewhere on the network, and a training process
+has more than one core: when this machine has more than one CPU (and `--no-pin` is not given),
+the training loop's thread runs on CPU 0, and the server, the proxy and the sender's background
+threads on CPUs 1.., so the server's work on the backlog after the outage does not steal the
+training loop's core, as it never would in a real job. The NullSink baseline runs on CPU 0 too.
+
 The last line is `sender enqueue_p50_us=.. enqueue_p99_us=.. lost=.. duplicated=..
 max_step_stall_ms=..`, where max_step_stall_ms is the sender's largest step stall minus the
 baseline's largest (the overshoot that is the machine's, not the sender's, is not charged).
@@ -26,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +71,29 @@ def step_metrics(step: int) -> tuple[dict[str, float], dict[str, dict[str, float
         for i, c in enumerate(CHANNELS)
     }
     return run, channels
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Pin a process to `cpus` (None: leave it where it is)."""
+    if cpus:
+        os.sched_setaffinity(pid, cpus)
+
+
+def pin_other_threads(cpus: set[int] | None) -> None:
+    """Pin every thread of this process but the calling one (the sender's) to `cpus`."""
+    if cpus:
+        me = threading.get_ident()
+        for thread in threading.enumerate():
+            if thread.ident != me and thread.native_id is not None:
+                os.sched_setaffinity(thread.native_id, cpus)
+
+
+def cpu_split(enabled: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(training loop CPUs, server and proxy CPUs), or (None, None) when not pinning."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
 
 
 class ProxyProcess:
@@ -132,13 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-ms", type=float, default=10.0)
     parser.add_argument("--outage-at", type=int, default=300)
     parser.add_argument("--outage-s", type=float, default=20.0)
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the server and the loop to own CPUs"
+    )
     args = parser.parse_args(argv)
     step_s = args.step_ms / 1e3
+    loop_cpus, server_cpus = cpu_split(not args.no_pin)
+    pin(0, loop_cpus)
+    print(f"cpus: training loop {loop_cpus or 'any'}, server and proxy {server_cpus or 'any'}")
 
     base_enq, base_stall = run_loop(NullSink(), args.baseline_steps, step_s)
 
+    # Children (and the threads they start) inherit the CPUs of the thread that starts them.
+    pin(0, server_cpus)
     with tempfile.TemporaryDirectory() as tmp, start_live_server(Path(tmp) / "server") as live:
         proxy = ProxyProcess(live.url)
+        pin(0, loop_cpus)
         try:
             sender = HttpSender(
                 url=proxy.url,
@@ -151,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def outage_control(step: int) -> None:
                 """Refuse from step --outage-at for --outage-s seconds."""
+                if step <= 5:  # the sender's threads start at the first log_step
+                    pin_other_threads(server_cpus)
                 if step == args.outage_at:
                     proxy.command("mode refuse")
                     outage["end"] = time.monotonic() + args.outage_s
