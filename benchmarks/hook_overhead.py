@@ -186,7 +186,7 @@ def count_per_step(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per variant")
+    parser.add_argument("--steps", type=int, default=150, help="timed steps per variant")
     parser.add_argument("--micro", type=int, default=4, help="micro-batches per step")
     parser.add_argument("--batch", type=int, default=4, help="micro-batch size")
     parser.add_argument("--seq", type=int, default=128)
