@@ -9,7 +9,8 @@ server: :func:`public_config` masks them for the API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -108,6 +109,44 @@ def http_outcome(status: int, headers: Mapping[str, str]) -> Outcome | None:
             retry_after = None
     retry = status in (408, 425, 429) or status >= 500
     return Outcome(False, retry, f"HTTP {status}", status, retry_after)
+
+
+def _first(answer: Mapping[str, Any], keys: tuple[str, ...], default: Any) -> Any:
+    """The value of the first of `keys` present in `answer`, else `default`."""
+    for key in keys:
+        if key in answer:
+            return answer[key]
+    return default
+
+
+def bot_api_outcome(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    code_keys: tuple[str, ...],
+    message_keys: tuple[str, ...],
+    message_default: Any,
+    label: str,
+    retried: Collection[int],
+) -> Outcome:
+    """The verdict of an IM bot API that answers a JSON object with an error code (0 = sent):
+    the HTTP status first (:func:`http_outcome`), then the first of `code_keys` in the answer;
+    codes in `retried` (rate limits, transient errors) are worth retrying, others are not."""
+    bad = http_outcome(status, headers)
+    if bad is not None:
+        return bad
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return Outcome(False, True, f"unreadable answer {body[:200]!r}", status)
+    code = _first(answer, code_keys, None)
+    if code == 0:
+        return Outcome(True, False, "ok", status)
+    message = _first(answer, message_keys, message_default)
+    return Outcome(False, code in retried, f"{label} {code}: {message}", status)
 
 
 def public_config(kind: NotifierKind, config: Mapping[str, Any]) -> dict[str, Any]:

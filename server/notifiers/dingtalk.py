@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 from server.notifiers.base import (
     HttpRequest,
     Outcome,
-    http_outcome,
+    bot_api_outcome,
     optional_secret,
     reject_unknown,
     require_url,
@@ -78,16 +78,13 @@ class DingTalk:
         return HttpRequest(url, body, {"Content-Type": "application/json"})
 
     def judge(self, status: int, body: bytes, headers: Mapping[str, str]) -> Outcome:
-        bad = http_outcome(status, headers)
-        if bad is not None:
-            return bad
-        try:
-            answer = json.loads(body)
-            code = answer.get("errcode")
-        except (ValueError, AttributeError):
-            return Outcome(False, True, f"unreadable answer {body[:200]!r}", status)
-        if code == 0:
-            return Outcome(True, False, "ok", status)
-        return Outcome(
-            False, code in RATE_LIMITED, f"errcode {code}: {answer.get('errmsg')}", status
+        return bot_api_outcome(
+            status,
+            body,
+            headers,
+            code_keys=("errcode",),
+            message_keys=("errmsg",),
+            message_default=None,
+            label="errcode",
+            retried=RATE_LIMITED,
         )

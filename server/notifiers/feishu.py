@@ -24,7 +24,7 @@ from typing import Any
 from server.notifiers.base import (
     HttpRequest,
     Outcome,
-    http_outcome,
+    bot_api_outcome,
     optional_secret,
     reject_unknown,
     require_url,
@@ -79,15 +79,13 @@ class Feishu:
         return HttpRequest(config["url"], body, {"Content-Type": "application/json"})
 
     def judge(self, status: int, body: bytes, headers: Mapping[str, str]) -> Outcome:
-        bad = http_outcome(status, headers)
-        if bad is not None:
-            return bad
-        try:
-            answer = json.loads(body)
-            code = answer.get("code", answer.get("StatusCode"))
-        except (ValueError, AttributeError):
-            return Outcome(False, True, f"unreadable answer {body[:200]!r}", status)
-        if code == 0:
-            return Outcome(True, False, "ok", status)
-        msg = answer.get("msg", answer.get("StatusMessage", ""))
-        return Outcome(False, code in RATE_LIMITED, f"code {code}: {msg}", status)
+        return bot_api_outcome(
+            status,
+            body,
+            headers,
+            code_keys=("code", "StatusCode"),
+            message_keys=("msg", "StatusMessage"),
+            message_default="",
+            label="code",
+            retried=RATE_LIMITED,
+        )

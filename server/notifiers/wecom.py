@@ -13,7 +13,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from server.notifiers.base import HttpRequest, Outcome, http_outcome, reject_unknown, require_url
+from server.notifiers.base import (
+    HttpRequest,
+    Outcome,
+    bot_api_outcome,
+    reject_unknown,
+    require_url,
+)
 from server.notifiers.dingtalk import markdown_lines
 from server.notifiers.message import AlertMessage, title
 
@@ -43,14 +49,13 @@ class WeCom:
         return HttpRequest(config["url"], body, {"Content-Type": "application/json"})
 
     def judge(self, status: int, body: bytes, headers: Mapping[str, str]) -> Outcome:
-        bad = http_outcome(status, headers)
-        if bad is not None:
-            return bad
-        try:
-            answer = json.loads(body)
-            code = answer.get("errcode")
-        except (ValueError, AttributeError):
-            return Outcome(False, True, f"unreadable answer {body[:200]!r}", status)
-        if code == 0:
-            return Outcome(True, False, "ok", status)
-        return Outcome(False, code in RETRIED, f"errcode {code}: {answer.get('errmsg')}", status)
+        return bot_api_outcome(
+            status,
+            body,
+            headers,
+            code_keys=("errcode",),
+            message_keys=("errmsg",),
+            message_default=None,
+            label="errcode",
+            retried=RETRIED,
+        )
