@@ -8,11 +8,9 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -20,11 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.alerts.models import AlertDelivery, Notifier
-from server.alerts.store import to_dt
+from server.alerts.test_send import send_test_message
 from server.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
 from server.notifiers.base import NotifierConfigError, public_config
-from server.notifiers.message import AlertItem, AlertMessage
-from server.notifiers.send import deliver, kind_of
+from server.notifiers.send import kind_of
 
 router = APIRouter(tags=["notifiers"])
 
@@ -155,23 +152,6 @@ def delete_notifier(notifier_id: int, session: SessionDep) -> None:
     session.commit()
 
 
-def test_message(public_url: str) -> AlertMessage:
-    """A harmless message that shows what real alerts look like."""
-    item = AlertItem(
-        alert_id=None,
-        run_id=0,
-        run_name="lossradar test",
-        channel="example/channel",
-        rule="test",
-        event="test",
-        value=1.0,
-        summary="test message from lossradar: this notifier works",
-        start_step=0,
-        step=0,
-    )
-    return AlertMessage(items=[item], public_url=public_url, sent_at=time.time())
-
-
 def _delivery_public(r: AlertDelivery) -> DeliveryPublic:
     return DeliveryPublic(
         id=r.id,
@@ -187,31 +167,7 @@ def _delivery_public(r: AlertDelivery) -> DeliveryPublic:
 
 
 def _test_send(session: Session, row: Notifier, public_url: str) -> TestSendResult:
-    with httpx.Client(timeout=10.0) as client:
-        attempts = deliver(
-            kind_of(row.kind),
-            row.config,
-            test_message(public_url),
-            client=client,
-            attempts=3,
-            base_delay=0.5,
-            max_delay=2.0,
-        )
-    logged = []
-    for a in attempts:
-        d = AlertDelivery(
-            notifier_id=row.id,
-            outbox_id=None,
-            attempt=a.number,
-            ok=a.outcome.ok,
-            status_code=a.outcome.status,
-            detail=a.outcome.detail[:2000],
-            duration_s=a.duration_s,
-            at=to_dt(a.at),
-        )
-        session.add(d)
-        logged.append(d)
-    session.commit()
+    attempts, logged = send_test_message(session, row, public_url, attempts=3, max_delay=2.0)
     return TestSendResult(
         ok=attempts[-1].outcome.ok, attempts=[_delivery_public(d) for d in logged]
     )

@@ -89,13 +89,12 @@ def _print_attempts(attempts: list[Attempt]) -> int:
 
 
 def _test_send(args: argparse.Namespace) -> int:
-    from server.alerts.api_notifiers import test_message
+    from server.alerts.test_send import send_test_message, test_message
 
     settings = _settings(args)
     message = test_message(settings.public_url)
     if args.notifier:
-        from server.alerts.models import AlertDelivery, Notifier
-        from server.alerts.store import to_dt
+        from server.alerts.models import Notifier
 
         with _session(settings) as session:
             row = session.scalars(select(Notifier).where(Notifier.name == args.notifier)).first()
@@ -105,29 +104,9 @@ def _test_send(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            with httpx.Client(timeout=10.0) as client:
-                attempts = deliver(
-                    kind_of(row.kind),
-                    row.config,
-                    message,
-                    client=client,
-                    attempts=args.attempts,
-                    base_delay=0.5,
-                )
-            for a in attempts:
-                session.add(
-                    AlertDelivery(
-                        notifier_id=row.id,
-                        outbox_id=None,
-                        attempt=a.number,
-                        ok=a.outcome.ok,
-                        status_code=a.outcome.status,
-                        detail=a.outcome.detail[:2000],
-                        duration_s=a.duration_s,
-                        at=to_dt(a.at),
-                    )
-                )
-            session.commit()
+            attempts, _ = send_test_message(
+                session, row, settings.public_url, attempts=args.attempts
+            )
         return _print_attempts(attempts)
     if not (args.kind and args.url):
         print("test-send needs --notifier NAME, or --kind and --url", file=sys.stderr)
