@@ -10,7 +10,9 @@ class SenderCounters:
     """Points (one metric of one channel at one step) by what happened to them."""
 
     queued: int = 0
-    """Taken by log_step (training thread)."""
+    """Taken by log_step; counted when the writer takes the step from the in-memory queue (the
+    writer thread, or log_step when spilling; both hold the writer's lock), so it trails
+    log_step by at most `drain_interval_s`, and is exact after `flush()`."""
     spooled: int = 0
     """Written to the spool file (writer thread, or log_step when spilling; both hold the
     writer's lock)."""

@@ -63,6 +63,7 @@ class HttpSender:
     def _reset_state(self) -> None:
         self._state = "new"  # new -> running -> closed; "inert" in a forked child; "failed"
         self._queue: deque[Record] = deque()
+        self._max_queue = self.config.max_queue_steps
         self._unwritten: list[Record] = []
         # steps the writer just spooled, handed to the sender so it need not re-read them
         self._fresh: Fresh = deque()
@@ -96,12 +97,12 @@ class HttpSender:
             run = run_metrics.copy() if type(run_metrics) is dict else dict(run_metrics)
             when = time.time() if wall_time is None else wall_time
             record = (step, when, run, channels)
-            n = len(run) + sum(map(len, channels.values()))
-            self.counters.queued += n
-            if len(self._queue) < self.config.max_queue_steps:
+            # points are counted (`queued`) by the writer: each touch of the 17 dicts or of a
+            # counter shared with the other threads costs the training thread microseconds
+            if len(self._queue) < self._max_queue:
                 self._queue.append(record)
             else:
-                self._spill(record, n)
+                self._spill(record)
         except Exception:
             log.exception("lossradar sender: log_step failed (training continues)")
 
@@ -230,6 +231,7 @@ class HttpSender:
             except IndexError:
                 break
         if lost:
+            self.counters.queued += lost
             self.counters.dropped += lost
             log.error("lossradar sender: DROPPED %d points: the spool could not be opened", lost)
 
@@ -262,7 +264,7 @@ class HttpSender:
             return None
         return spool
 
-    def _spill(self, record: Record, n: int) -> None:
+    def _spill(self, record: Record) -> None:
         """The queue is full: write it and `record` to the spool from this thread, in order."""
         if self._spool is None:  # still opening: keep it in memory
             self._queue.append(record)
@@ -272,6 +274,8 @@ class HttpSender:
             if self._write_unwritten(extra=record):
                 self.counters.spilled += self.counters.spooled - spooled_before
                 return
+            self._unwritten.pop()  # `record` (counted as queued): dropped
+        n = record_points(record)
         self.counters.dropped += n
         self._warn_drop(
             "lossradar sender: DROPPED %d points of step %s (%d dropped in all): the queue is "
@@ -301,10 +305,14 @@ class HttpSender:
         """Move queued steps (and `extra`) to the spool; caller holds `_write_lock`. Returns
         False if the spool write failed (the steps stay in memory for the next try)."""
         queue, unwritten, limit = self._queue, self._unwritten, self.config.max_queue_steps
+        taken = len(unwritten)
         while queue and len(unwritten) < limit:
             unwritten.append(queue.popleft())
         if extra is not None:
             unwritten.append(extra)
+        # `queued` counts each step once, when it leaves the queue (a failed write keeps it in
+        # `unwritten` for the next try, already counted)
+        self.counters.queued += sum(map(record_points, unwritten[taken:]))
         if not unwritten:
             return True
         lines: list[bytes] = []
@@ -326,8 +334,6 @@ class HttpSender:
         try:
             generation, offset = self._spool.append(b"".join(lines))
         except OSError as exc:
-            if extra is not None:
-                unwritten.pop()
             self._warn_disk(
                 "lossradar sender: cannot write the spool %s (%s); %d steps wait in memory",
                 self._spool.directory,

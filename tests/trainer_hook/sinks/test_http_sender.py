@@ -152,6 +152,49 @@ def test_log_step_never_raises_on_bad_input(receiver: Receiver, tmp_path: Path) 
     sender.close()
 
 
+def test_log_step_snapshots_the_callers_dicts(receiver: Receiver, tmp_path: Path) -> None:
+    """A caller that reuses and mutates its dicts after log_step never changes logged points."""
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    run: dict[str, float] = {}
+    channels: dict[str, dict[str, float]] = {"a": {}}
+    for step in range(3):
+        run["lm_loss"] = float(step)
+        channels["a"]["loss"] = 10.0 + step
+        sender.log_step(step, run, channels, wall_time=1.0)
+    channels["b"] = {"loss": 99.0}  # after the last call: must not appear
+    assert sender.flush(5)
+    want = {("lm_loss", None, s): float(s) for s in range(3)}
+    want |= {("loss", "a", s): 10.0 + s for s in range(3)}
+    assert receiver.points() == want
+    sender.close()
+
+
+def test_log_step_takes_numpy_scalars_and_other_mappings(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    import types
+
+    import numpy as np
+
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    sender.log_step(
+        0,
+        types.MappingProxyType({"lm_loss": np.float64(2.5)}),
+        {"a": types.MappingProxyType({"loss": np.float32(0.5), "tokens": np.int64(7)})},
+    )
+    sender.log_step(1, {"lm_loss": np.float64("nan")}, {"a": {"bad": np.arange(3)}})
+    assert sender.flush(5)
+    points = receiver.points()
+    assert {k: v for k, v in points.items() if k[2] == 0} == {
+        ("lm_loss", None, 0): 2.5,
+        ("loss", "a", 0): 0.5,
+        ("tokens", "a", 0): 7.0,
+    }
+    assert not any(k[2] == 1 for k in points)  # step 1 has a non-numeric value: skipped whole
+    assert sender.counters.invalid == 2
+    sender.close()
+
+
 def test_forked_child_does_not_touch_the_parents_sender(receiver: Receiver, tmp_path: Path) -> None:
     sender = HttpSender(**fast_settings(tmp_path, receiver.url))
     log_steps(sender, range(2))
@@ -235,8 +278,10 @@ def test_a_full_queue_spills_to_the_spool_in_order(receiver: Receiver, tmp_path:
         sender.log_step(step, {"a": float(step)}, {})
     sender.log_step(0, {"a": 100.0}, {})  # step 0 again (a resume): the last write wins
     c = sender.counters
-    assert (c.queued, c.spooled, c.spilled) == (9, 7, 6)  # spilled at steps 3 and 6
+    # spilled at steps 3 and 6; steps 7 and 0 wait in the queue (counted when the writer takes them)
+    assert (c.queued, c.spooled, c.spilled, len(sender._queue)) == (7, 7, 6, 2)
     assert sender.flush(5)
+    assert (c.queued, c.spooled, c.spilled) == (9, 9, 6)
     want = {("a", None, s): float(s) for s in range(1, 8)} | {("a", None, 0): 100.0}
     assert receiver.points() == want
     sender.close()

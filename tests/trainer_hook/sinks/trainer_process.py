@@ -33,12 +33,14 @@ def main(argv: list[str]) -> int:
         backoff_base_s=0.05,
         backoff_max_s=0.2,
     )
+    logged = 0
     for step in range(int(start), int(stop)):
         run, channels = step_metrics(step, float(shift))
         sender.log_step(step, run, channels, wall_time=1000.0 + step)
+        logged += len(run) + sum(map(len, channels.values()))
         time.sleep(0.002)
     if "--hold" in argv:
-        while sender.counters.spooled < sender.counters.queued:
+        while sender.counters.spooled < logged:
             time.sleep(0.01)
         print("SPOOLED " + json.dumps(sender.counters.as_dict()), flush=True)
         time.sleep(3600)
