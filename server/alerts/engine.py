@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from server.alerts.columns import ChannelColumns, StepColumns, StepPoints, columns_from_points
 from server.alerts.detectors import (
     DETECTORS,
     Detector,
@@ -40,16 +40,6 @@ Overrides = Mapping[str, Mapping[str, float]]
 
 #: Rules judged per channel; run level (channel None) gets non_finite on lm_loss and divergence.
 CHANNEL_RULES = RULES
-
-
-@dataclass(frozen=True, slots=True)
-class StepPoints:
-    """The points of one step: run-level metrics and per-channel metrics."""
-
-    step: int
-    run: Mapping[str, float] = field(default_factory=dict)
-    channels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    wall_time: float | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -86,38 +76,8 @@ class RunRules:
         return thresholds(rule, *layers)
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    if type(value) is float:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _channel_names(points: StepPoints, known: Mapping[str, float | None]) -> Iterable[str]:
-    """Every channel of the run (then any unknown one the step logged), in that order."""
-    logged = points.channels
-    if any(c not in known for c in logged):
-        return list(known) + [c for c in logged if c not in known]
-    return known
-
-
-def _metric(column: list[Mapping[str, Any] | None], name: str) -> list[float | None]:
-    """``name``'s value (None: not logged) at each step of a channel's ``column``."""
-    num = _num
-    return [
-        None if m is None else (x if type(x := m.get(name)) is float else num(x)) for m in column
-    ]
-
-
 def _observations(
-    new: list[StepPoints],
-    column: list[Mapping[str, Any] | None],
-    target: float | None,
-    totals: list[float] | None,
+    steps: list[int], ch: ChannelColumns, target: float | None, totals: list[float] | None
 ) -> list[Observation | None]:
     """One channel's :class:`Observation` at each step (None: the step judged no channel).
 
@@ -125,35 +85,25 @@ def _observations(
     share and no ``token_share`` point gets its share; None when no channel has a target (no
     rule reads a derived share then: mix_drift judges nothing).
     """
-    num = _num
     out: list[Observation | None] = []
-    for i, m in enumerate(column):
-        if m is None:
+    for i, judged in enumerate(ch.judged):
+        if judged is None:
             out.append(None)
             continue
-        tokens = num(m.get("tokens"))
-        share = num(m.get("token_share"))
+        tokens = ch.tokens[i]
+        share = ch.token_share[i]
         if share is None and tokens is not None and totals is not None and totals[i] > 0:
             share = tokens / totals[i]  # totals: only when some channel has a target
         out.append(
             Observation(
-                new[i].step,
-                num(m.get("loss")),
-                tokens,
-                share,
-                num(m.get("weight")),
-                target,
-                num(m.get("weight_clipped")),
+                steps[i], ch.loss[i], tokens, share, ch.weight[i], target, ch.weight_clipped[i]
             )
         )
     return out
 
 
-def _total_tokens(points: StepPoints) -> float:
-    """The sum of the finite, non-zero tokens the step logged over all channels."""
-    logged = points.channels.values()
-    return sum(t for m in logged if (t := _num(m.get("tokens"))) and math.isfinite(t))
-
+#: One channel's judged rules over a batch: (key, is it divergence, verdicts).
+_Judged = tuple[AlertKey, bool, Verdicts]
 
 #: What judging one rule of one channel needs: its key, thresholds, state dict, the detector,
 #: and whether it is the divergence rule (whose verdicts the blame step may still change).
@@ -201,31 +151,16 @@ class _Plan:
                 checks.append((key, p, det_state, DETECTORS[rule], rule == "divergence"))
         return checks
 
-    def judge_channels(
-        self, new: list[StepPoints], names: list[Iterable[str]]
-    ) -> dict[str, list[tuple[AlertKey, bool, Verdicts]]]:
+    def judge_channels(self, batch: StepColumns) -> dict[str, list[_Judged]]:
         """Every rule of every channel over all steps of the batch, channel by channel.
 
-        ``names[i]``: the channels step ``i`` judges. Detectors of different (channel, rule)
-        share no state, so judging channel-major gives the verdicts step-major judging would;
-        ``[i]`` of a list is the verdict at step ``i``.
+        Detectors of different (channel, rule) share no state, so judging channel-major gives
+        the verdicts step-major judging would; ``[i]`` of a list is the verdict at step ``i``.
         """
-        empty: Mapping[str, Any] = {}
-        columns: dict[str, list[Mapping[str, Any] | None]] = {}
-        for i, (points, step_names) in enumerate(zip(new, names, strict=True)):
-            logged = points.channels
-            for name in step_names:
-                column = columns.get(name)
-                if column is None:
-                    column = columns[name] = [None] * len(new)
-                column[i] = logged.get(name, empty)
         known = self.rules.channels
-        totals = None
-        if any(t is not None for t in known.values()):
-            totals = [_total_tokens(p) if p.channels else 0.0 for p in new]
         out = {}
-        for name, column in columns.items():
-            losses = _metric(column, "loss")
+        for name, ch in batch.channels.items():
+            losses = ch.loss
             target = known.get(name)
             observations: list[Observation | None] | None = None
             results = []
@@ -234,13 +169,12 @@ class _Plan:
                 if series is not None:
                     verdicts = series(det_state, losses, p)
                 elif key[1] == "starvation":
-                    tokens = _metric(column, "tokens")
-                    verdicts = starvation_tokens_series(det_state, tokens, column, p)
-                elif _judges_nothing(key[1], column, p, target):
-                    verdicts = Verdicts([None] * len(column), [0.0] * len(column), str)
+                    verdicts = starvation_tokens_series(det_state, ch.tokens, ch.judged, p)
+                elif _judges_nothing(key[1], ch, p, target):
+                    verdicts = Verdicts([None] * len(losses), [0.0] * len(losses), str)
                 else:
                     if observations is None:
-                        observations = _observations(new, column, target, totals)
+                        observations = _observations(batch.steps, ch, target, batch.totals)
                     verdicts = _step_by_step(detector, det_state, observations, p)
                 results.append((key, is_divergence, verdicts))
             out[name] = results
@@ -248,18 +182,16 @@ class _Plan:
 
 
 def _judges_nothing(
-    rule: str, column: list[Mapping[str, Any] | None], p: Mapping[str, float], target: float | None
+    rule: str, ch: ChannelColumns, p: Mapping[str, float], target: float | None
 ) -> bool:
-    """Whether ``rule`` returns None (judges nothing, keeps its state) at every step of
-    ``column``: mix_drift without a target share; weight_saturation without configured bounds
-    and without ``weight_clipped`` points."""
+    """Whether ``rule`` returns None (judges nothing, keeps its state) at every step of the
+    channel ``ch``: mix_drift without a target share; weight_saturation without configured
+    bounds and without ``weight_clipped`` points."""
     if rule == "mix_drift":
         return target is None
     if rule == "weight_saturation":
         bounded = math.isfinite(p["lower"]) or math.isfinite(p["upper"])
-        return not bounded and all(
-            m is None or (x := m.get("weight_clipped")) is None or _num(x) is None for m in column
-        )
+        return not bounded and all(x is None for x in ch.weight_clipped)
     return False
 
 
@@ -288,22 +220,44 @@ def evaluate(
             continue  # replayed (resumed) step: already judged
         state.watermark = points.step
         new.append(points)
-    out: list[Transition] = []
     if not new:
-        return out
+        return []
+    return _judge(state, columns_from_points(new, rules.channels), rules, now)
+
+
+def evaluate_columns(
+    state: RunAlertState, batch: StepColumns, rules: RunRules, *, now: float
+) -> list[Transition]:
+    """:func:`evaluate` of steps given as columns, all above ``state.watermark``
+    (`server.alerts.columns.columns_from_series` builds them so)."""
+    if not batch.steps:
+        return []
+    if state.watermark is not None and batch.steps[0] <= state.watermark:
+        raise ValueError(
+            f"step {batch.steps[0]} is at or below the watermark {state.watermark}: "
+            "build the columns with the run's watermark"
+        )
+    state.watermark = batch.steps[-1]
+    return _judge(state, batch, rules, now)
+
+
+def _judge(
+    state: RunAlertState, batch: StepColumns, rules: RunRules, now: float
+) -> list[Transition]:
+    """Judge the (new) steps of ``batch`` in order; mutate ``state``; return the transitions."""
+    out: list[Transition] = []
     plan = _Plan(state, rules)
-    # a step that logged channels judges every channel: absent channels had no tokens
-    names = [_channel_names(p, rules.channels) if p.channels else () for p in new]
-    by_channel = plan.judge_channels(new, names)
+    names = batch.names
+    by_channel = plan.judge_channels(batch)
     alerts = state.alerts
-    busy, divergence = _split_quiet(by_channel, alerts, new)
+    busy, divergence = _split_quiet(by_channel, alerts, batch.steps)
     run_key: AlertKey = (None, "non_finite")
     run_div_key: AlertKey = (None, "divergence")
     half_h = plan.param(run_div_key)["h"] / 2.0
-    for i, points in enumerate(new):
-        step = points.step
+    lm_loss = batch.lm_loss
+    for i, step in enumerate(batch.steps):
         verdicts: dict[AlertKey, Verdict] = {}
-        lm = _num(points.run.get("lm_loss"))
+        lm = lm_loss[i]
         if lm is not None:
             det_state = state.detectors.setdefault(run_key, {})
             run_params = plan.param(run_key)
@@ -311,7 +265,7 @@ def evaluate(
                 v = non_finite(det_state, Observation(step, loss=lm), run_params)
                 if v is not None:
                     verdicts[run_key] = v
-        if points.channels:
+        if names[i]:  # a step that logged channels judges every channel
             for channel in names[i]:
                 for key, is_divergence, channel_verdicts in busy[channel]:
                     active = channel_verdicts.active[i]
@@ -340,12 +294,8 @@ def evaluate(
     return out
 
 
-#: One channel's judged rules over a batch: (key, is it divergence, verdicts).
-_Judged = tuple[AlertKey, bool, Verdicts]
-
-
 def _split_quiet(
-    by_channel: dict[str, list[_Judged]], alerts: dict[AlertKey, AlertStatus], new: list[StepPoints]
+    by_channel: dict[str, list[_Judged]], alerts: dict[AlertKey, AlertStatus], steps: list[int]
 ) -> tuple[dict[str, list[_Judged]], list[Verdicts]]:
     """Settle the quiet (channel, rule) pairs of the batch at once; return the busy ones.
 
@@ -375,7 +325,7 @@ def _split_quiet(
             if last is not None:
                 if status is None:
                     status = alerts[key] = AlertStatus()
-                status.last_step = new[last].step
+                status.last_step = steps[last]
         busy[channel] = keep
     return busy, divergence
 

@@ -11,15 +11,14 @@ ingest leaves no alert and no message behind; a committed one cannot lose its me
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from server.alerts.engine import AlertKey, RunAlertState, RunRules, StepPoints, evaluate
+from server.alerts.engine import AlertKey, RunAlertState, RunRules, evaluate_columns
 from server.alerts.lifecycle import AlertStatus, Event
 from server.alerts.models import (
     Alert,
@@ -29,13 +28,9 @@ from server.alerts.models import (
     AlertRunState,
     Notifier,
 )
+from server.alerts.series_columns import CHANNEL_METRICS, RUN_METRICS, columns_from_series
 from server.db.models import Run
-from server.series.chunks import FloatArray, IntArray
 from server.series.ingested import IngestedSeries
-
-#: Metrics the engine reads; others are ignored.
-CHANNEL_METRICS = ("loss", "tokens", "token_share", "weight", "weight_clipped")
-RUN_METRICS = ("lm_loss",)
 
 
 def to_dt(ts: float | None) -> datetime | None:
@@ -56,86 +51,8 @@ def value_float(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
-def _channels_by_step(
-    series: list[IngestedSeries], channels: dict[int, dict[str, dict[str, float]]]
-) -> None:
-    """``channels[step][channel][metric] = value`` for channel series that share their steps.
-
-    Channels in the order they first appear, metrics in their order (a repeated metric keeps
-    its place, the last value wins): the dicts the point-by-point loop would build.
-    """
-    columns: dict[str, list[tuple[str, list[float]]]] = {}
-    for s in series:
-        columns.setdefault(s.channel or "", []).append((s.metric, s.values.tolist()))
-    steps = series[0].steps.tolist()
-    for channel, metrics in columns.items():
-        names = [m for m, _ in metrics]
-        for step, values in zip(steps, zip(*[v for _, v in metrics], strict=True), strict=True):
-            at = channels.get(step)
-            if at is None:
-                at = channels[step] = {}
-            at[channel] = dict(zip(names, values, strict=True))
-
-
-def steps_from_series(series: Iterable[IngestedSeries]) -> list[StepPoints]:
-    """Regroup ingested series by step into the engine's :class:`StepPoints`.
-
-    Only the metrics the rules read are kept (``RUN_METRICS``, ``CHANNEL_METRICS``). A step's
-    ``wall_time`` is the latest finite wall time of its points.
-    """
-    run: dict[int, dict[str, float]] = {}
-    channels: dict[int, dict[str, dict[str, float]]] = {}
-    walls: dict[int, float] = {}
-    wall_steps: list[IntArray] = []
-    wall_times: list[FloatArray] = []
-    kept = [
-        s for s in series if s.metric in (RUN_METRICS if s.channel is None else CHANNEL_METRICS)
-    ]
-    by_channel = [s for s in kept if s.channel is not None]
-    regular = bool(by_channel) and all(
-        np.array_equal(s.steps, by_channel[0].steps) for s in by_channel
-    )
-    if regular:  # every channel series has the same steps: one metric dict per (step, channel)
-        _channels_by_step(by_channel, channels)
-    for s in kept:
-        if s.channel is None:
-            steps = s.steps.tolist()
-            values = s.values.tolist()
-            for step, value in zip(steps, values, strict=True):
-                per = run.get(step)
-                if per is None:
-                    per = run[step] = {}
-                per[s.metric] = value
-        elif not regular:
-            channel, metric = s.channel, s.metric
-            steps = s.steps.tolist()
-            values = s.values.tolist()
-            for step, value in zip(steps, values, strict=True):
-                at = channels.get(step)
-                if at is None:
-                    at = channels[step] = {}
-                m = at.get(channel)
-                if m is None:
-                    m = at[channel] = {}
-                m[metric] = value
-        finite = np.isfinite(s.wall_times)
-        wall_steps.append(s.steps[finite])
-        wall_times.append(s.wall_times[finite])
-    if wall_steps:  # the latest finite wall time of each step, in numpy
-        unique, where = np.unique(np.concatenate(wall_steps), return_inverse=True)
-        latest = np.full(unique.shape[0], -np.inf)
-        np.maximum.at(latest, where, np.concatenate(wall_times))
-        walls = dict(zip(unique.tolist(), latest.tolist(), strict=True))
-    empty: dict[str, Any] = {}
-    return [
-        StepPoints(
-            step=step,
-            run=run.get(step, empty),
-            channels=channels.get(step, empty),
-            wall_time=walls.get(step),
-        )
-        for step in sorted(run.keys() | channels.keys())
-    ]
+#: The metrics the rules read: [channel series, run-level series].
+_READ = (CHANNEL_METRICS, RUN_METRICS)
 
 
 def _key_str(key: AlertKey) -> str:
@@ -229,11 +146,12 @@ def evaluate_ingest(
     *, session: Session, run: Run, series: Sequence[IngestedSeries], now: float
 ) -> list[tuple[Alert, Event]]:
     """Judge the new steps of ``series``; write state, alerts, events and outbox; no commit."""
-    steps = steps_from_series(series)
-    if not steps:
-        return []
+    if not any(s.steps.shape[0] for s in series if s.metric in _READ[s.channel is None]):
+        return []  # nothing the rules read
     state_row = lock_run_state(session, run.id)
-    if state_row.watermark is not None and steps[-1].step <= state_row.watermark:
+    rules = run_rules(session, run)
+    batch = columns_from_series(series, rules.channels, state_row.watermark)
+    if batch is None:
         return []  # a replay of steps already judged
     rows = {
         (r.channel or None, r.rule): r
@@ -244,7 +162,7 @@ def evaluate_ingest(
         detectors={_key(k): dict(v) for k, v in (state_row.detectors or {}).items()},
         alerts={key: status_of(row) for key, row in rows.items()},
     )
-    transitions = evaluate(state, steps, run_rules(session, run), now=now)
+    transitions = evaluate_columns(state, batch, rules, now=now)
     state_row.watermark = state.watermark
     state_row.detectors = {_key_str(k): v for k, v in state.detectors.items()}
     out: list[tuple[Alert, Event]] = []
