@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from server.alerts.forecast import ForecastStep, forecast_series
 
@@ -299,6 +299,10 @@ def starvation_tokens_series(
     seen, present = int(state.get("seen", 0)), int(state.get("present", 0))
     gap = int(state.get("gap", 0))
     min_steps, p_false, min_history = p["min_steps"], p["p_false"], p["min_history"]
+    n = len(tokens)
+    fed = n and min_steps > 0 and None not in judged and None not in tokens
+    if fed and min(cast(list[float], tokens)) > 0:  # tokens at every step
+        return _starvation_fed(state, n, seen, present, gap)
     written = False
     active: list[bool | None] = []
     value: list[float] = []
@@ -329,6 +333,20 @@ def starvation_tokens_series(
         return f"no tokens for {int(value[i])} logged steps (present in {shares[i]:.0%} before)"
 
     return Verdicts(active, value, why)
+
+
+def _starvation_fed(state: State, n: int, seen: int, present: int, gap: int) -> Verdicts:
+    """:func:`starvation_tokens_series` when the channel is judged at each of the ``n`` steps
+    and has tokens at each (``min(tokens) > 0``: no None, no t <= 0), with ``min_steps > 0``:
+    every gap is 0, so no step can fire; the Laplace share is computed only for a summary."""
+    state["seen"], state["present"], state["gap"] = seen + n, present + n, 0
+
+    def why(i: int) -> str:
+        # before step i: seen + i logged steps, present + i with tokens, gap 0 after step 0
+        q = (present + i + 1) / (seen + i - (gap if i == 0 else 0) + 2)
+        return f"no tokens for 0 logged steps (present in {q:.0%} before)"
+
+    return Verdicts([False] * n, [0.0] * n, why)
 
 
 def mix_drift(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:

@@ -33,6 +33,7 @@ from server.alerts.detectors import (
     starvation_tokens_series,
 )
 from server.alerts.lifecycle import AlertStatus, Event, advance
+from server.alerts.loss_rules import loss_rules_series, shares_forecast
 from server.alerts.rules import RULES, thresholds
 
 AlertKey = tuple[str | None, str]  # (channel or None for the run, rule)
@@ -164,9 +165,13 @@ class _Plan:
             target = known.get(name)
             observations: list[Observation | None] | None = None
             results = []
-            for key, p, det_state, detector, is_divergence in self.channel_checks(name):
+            checks = self.channel_checks(name)
+            fused = _fused_loss_rules(checks, losses)
+            for key, p, det_state, detector, is_divergence in checks:
                 series = SERIES.get(key[1])
-                if series is not None:
+                if fused is not None and key[1] in fused:
+                    verdicts = fused[key[1]]
+                elif series is not None:
                     verdicts = series(det_state, losses, p)
                 elif key[1] == "starvation":
                     verdicts = starvation_tokens_series(det_state, ch.tokens, ch.judged, p)
@@ -181,6 +186,24 @@ class _Plan:
         return out
 
 
+def _fused_loss_rules(
+    checks: list[_Check], losses: list[float | None]
+) -> dict[str, Verdicts] | None:
+    """spike, divergence and collapse in one pass over ``losses`` when all three are enabled
+    and share their forecast (`server.alerts.loss_rules`); None otherwise."""
+    found = {key[1]: (p, det_state) for key, p, det_state, _, _ in checks if key[1] in _LOSS_RULES}
+    if len(found) != len(_LOSS_RULES):
+        return None
+    (ps, ss), (pd, sd), (pc, sc) = (found[rule] for rule in _LOSS_RULES)
+    states, params = (ss, sd, sc), (ps, pd, pc)
+    if not shares_forecast(states, params):
+        return None
+    return dict(zip(_LOSS_RULES, loss_rules_series(states, losses, params), strict=True))
+
+
+_LOSS_RULES = ("spike", "divergence", "collapse")
+
+
 def _judges_nothing(
     rule: str, ch: ChannelColumns, p: Mapping[str, float], target: float | None
 ) -> bool:
@@ -191,7 +214,8 @@ def _judges_nothing(
         return target is None
     if rule == "weight_saturation":
         bounded = math.isfinite(p["lower"]) or math.isfinite(p["upper"])
-        return not bounded and all(x is None for x in ch.weight_clipped)
+        clipped = ch.weight_clipped
+        return not bounded and clipped.count(None) == len(clipped)
     return False
 
 
@@ -318,11 +342,11 @@ def _split_quiet(
             ):
                 keep.append(judged)
                 continue
-            last = None
-            for i, active in enumerate(verdicts.active):
-                if active is not None:
-                    last = i
-            if last is not None:
+            active = verdicts.active
+            last = len(active) - 1  # the last step the rule judged, if any
+            while last >= 0 and active[last] is None:
+                last -= 1
+            if last >= 0:
                 if status is None:
                     status = alerts[key] = AlertStatus()
                 status.last_step = steps[last]

@@ -1,0 +1,192 @@
+"""spike, divergence and collapse of one channel over a batch in one pass over its losses.
+
+The three rules read the same robust forecast of the same losses (`server.alerts.forecast`)
+when their forecast parameters (``alpha``, ``beta``) and their forecast states are equal,
+which they are from a run's first step on unless an override changes one of them. Then one
+loop updates the forecast once per loss and judges the three rules from it: the same
+operations, in the same order, as :func:`~server.alerts.detectors.spike_series`,
+:func:`~server.alerts.detectors.divergence_series` and
+:func:`~server.alerts.detectors.collapse_series` one after the other (so the same verdicts,
+values and states, bit for bit; tests/server/alerts/test_loss_rules.py checks it), without
+a forecast tuple or a verdict list per rule and step beyond the ``active`` and ``value``
+lists. A summary (rarely read) is formatted by those three functions, run again on a copy of
+the states from before the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from server.alerts.detectors import (
+    State,
+    Verdicts,
+    collapse_series,
+    divergence_series,
+    spike_series,
+)
+from server.alerts.forecast import _SIGMA_PER_MAD, _SQRT2, HUBER, SCALE_ALPHA, SCALE_CLIP
+
+_FORECAST = ("n", "level", "trend", "scale")
+
+
+def shares_forecast(
+    states: tuple[State, State, State], params: tuple[Mapping[str, float], ...]
+) -> bool:
+    """Whether the three rules' forecasts are one: equal ``alpha``, ``beta`` and state."""
+    first = params[0]
+    if any(p["alpha"] != first["alpha"] or p["beta"] != first["beta"] for p in params[1:]):
+        return False
+    get = states[0].get
+    before = (get("n", 0), get("level"), get("trend"), get("scale"))
+    return all(
+        (s.get("n", 0), s.get("level"), s.get("trend"), s.get("scale")) == before
+        for s in states[1:]
+    )
+
+
+def _lazy(make: Callable[[], Verdicts]) -> Callable[[int], str]:
+    """``why(i)`` of the Verdicts that ``make`` computes the first time a summary is read."""
+    made: list[Verdicts] = []
+
+    def why(i: int) -> str:
+        if not made:
+            made.append(make())
+        return made[0].why(i)
+
+    return why
+
+
+def loss_rules_series(
+    states: tuple[State, State, State],
+    losses: list[float | None],
+    params: tuple[Mapping[str, float], Mapping[str, float], Mapping[str, float]],
+) -> tuple[Verdicts, Verdicts, Verdicts]:
+    """(spike, divergence, collapse) verdicts at each step of ``losses``; the states (in that
+    order) are updated in place. Only when :func:`shares_forecast` holds."""
+    spike_state, div_state, col_state = states
+    ps, pd, pc = params
+    saved = (dict(spike_state), dict(div_state), dict(col_state))
+    get = spike_state.get
+    level: Any = get("level")
+    trend: Any = get("trend")
+    scale: Any = get("scale")
+    n0 = int(get("n", 0))
+    n = n0
+    alpha, beta = ps["alpha"], ps["beta"]
+    s_min, z_min, min_jump = ps["min_history"], ps["z"], ps["min_jump"]
+    d_min, d_clip, d_k, d_h = pd["min_history"], pd["clip"], pd["k"], pd["h"]
+    d_cap, slow_alpha, rebound_z = 2.0 * d_h, pd["slow_alpha"], pd["rebound_z"]
+    c_min, c_clip, c_k, c_h = pc["min_history"], pc["clip"], pc["k"], pc["h"]
+    c_cap = 2.0 * c_h
+    up, down = div_state.get("cusum", 0.0), col_state.get("cusum", 0.0)
+    slow, floor = div_state.get("slow"), div_state.get("floor")
+    seen = div_seen = False
+    isfinite = math.isfinite
+    s_act: list[bool | None] = []
+    s_val: list[float] = []
+    d_act: list[bool | None] = []
+    d_val: list[float] = []
+    c_act: list[bool | None] = []
+    c_val: list[float] = []
+    for x in losses:
+        if x is None or not isfinite(x):
+            s_act.append(None)
+            s_val.append(0.0)
+            idle = None if x is None else False
+            d_act.append(idle)
+            d_val.append(0.0)
+            c_act.append(idle)
+            c_val.append(0.0)
+            continue
+        seen = True
+        n += 1
+        # -- the forecast (forecast._series) --
+        z: float | None = None
+        if n == 1:
+            level, trend, scale = x, 0.0, None
+            forecast = x
+        else:
+            lv, tr = float(level), float(trend)
+            forecast = lv + tr
+            residual = x - forecast
+            if scale is None:  # second value: seed the scale from the first difference
+                scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
+                level = x
+            else:
+                sc = float(scale)
+                fl = 1e-3 + 0.005 * abs(lv)
+                if fl > sc:
+                    sc = fl
+                z = residual / sc
+                bound = HUBER * sc
+                clipped = -bound if residual < -bound else (bound if residual > bound else residual)
+                level = forecast + alpha * clipped
+                trend = tr + beta * (level - lv - tr)
+                a_s = 1.0 / n
+                if not a_s > SCALE_ALPHA:
+                    a_s = SCALE_ALPHA
+                size = abs(residual)
+                cap = SCALE_CLIP * sc
+                spread = _SIGMA_PER_MAD * (cap if cap < size else size)
+                scale = (1.0 - a_s) * sc + a_s * spread
+                fl = 1e-3 + 0.005 * abs(level)
+                if fl > scale:
+                    scale = fl
+        # -- spike --
+        if z is None or n <= s_min:
+            s_act.append(False)
+            s_val.append(0.0)
+        else:
+            s_act.append(z > z_min and float(x or 0.0) - forecast > min_jump)
+            s_val.append(z)
+        # -- collapse: downward CUSUM --
+        if z is None or n <= c_min:
+            down = 0.0
+            c_act.append(False)
+            c_val.append(0.0)
+        else:
+            step = -1.0 * (c_clip if z > c_clip else (-c_clip if z < -c_clip else z)) - c_k
+            down = float(down) + step
+            down = down if down > 0.0 else 0.0
+            if not down < c_cap:
+                down = c_cap
+            c_act.append(down > c_h)
+            c_val.append(down)
+        # -- divergence: upward CUSUM, then the slow level's rebound --
+        if z is None or n <= d_min:
+            up = 0.0
+            d_act.append(False)
+            d_val.append(0.0)
+            continue
+        step = 1.0 * (d_clip if z > d_clip else (-d_clip if z < -d_clip else z)) - d_k
+        up = float(up) + step
+        up = up if up > 0.0 else 0.0
+        if not up < d_cap:
+            up = d_cap
+        div_seen = True
+        xf = float(x or 0.0)
+        slow = xf if slow is None else float(slow)
+        slow += slow_alpha * (xf - slow)
+        floor = slow if floor is None else float(floor)
+        if slow < floor:
+            floor = slow
+        rebound = (slow - floor) / float(scale or 0.0)
+        score = d_h * rebound / rebound_z
+        if not score > up:
+            score = up
+        d_act.append(score > d_h)
+        d_val.append(score)
+    if n != n0:
+        for state in states:
+            state["n"], state["level"], state["trend"], state["scale"] = n, level, trend, scale
+    if seen:
+        div_state["cusum"], col_state["cusum"] = up, down
+    if div_seen:
+        div_state["slow"], div_state["floor"] = slow, floor
+    return (
+        Verdicts(s_act, s_val, _lazy(lambda: spike_series(dict(saved[0]), losses, ps))),
+        Verdicts(d_act, d_val, _lazy(lambda: divergence_series(dict(saved[1]), losses, pd))),
+        Verdicts(c_act, c_val, _lazy(lambda: collapse_series(dict(saved[2]), losses, pc))),
+    )
