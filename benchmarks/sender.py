@@ -159,7 +159,13 @@ def run_loop(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--baseline-steps", type=int, default=1000)
+    parser.add_argument(
+        "--baseline-steps",
+        type=int,
+        default=None,
+        help="NullSink baseline steps (default: --steps, so both loops meet the machine's own "
+        "rare hiccups equally often)",
+    )
     parser.add_argument("--step-ms", type=float, default=10.0)
     parser.add_argument("--outage-at", type=int, default=300)
     parser.add_argument("--outage-s", type=float, default=20.0)
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     pin(0, loop_cpus)
     print(f"cpus: training loop {loop_cpus or 'any'}, server and proxy {server_cpus or 'any'}")
 
-    base_enq, base_stall = run_loop(NullSink(), args.baseline_steps, step_s)
+    base_enq, base_stall = run_loop(NullSink(), args.baseline_steps or args.steps, step_s)
 
     # Children (and the threads they start) inherit the CPUs of the thread that starts them.
     pin(0, server_cpus)
