@@ -13,8 +13,10 @@ verdicts are replaced by one run-level divergence alert (``channel=None``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from server.alerts.columns import ChannelColumns, StepColumns, StepPoints, columns_from_points
 from server.alerts.detectors import (
@@ -176,7 +178,7 @@ class _Plan:
                 elif key[1] == "starvation":
                     verdicts = starvation_tokens_series(det_state, ch.tokens, ch.judged, p)
                 elif _judges_nothing(key[1], ch, p, target):
-                    verdicts = Verdicts([None] * len(losses), [0.0] * len(losses), str)
+                    continue  # no verdict at any step: nothing to settle, nothing to advance
                 else:
                     if observations is None:
                         observations = _observations(batch.steps, ch, target, batch.totals)
@@ -277,8 +279,11 @@ def _judge(
     busy, divergence = _split_quiet(by_channel, alerts, batch.steps)
     run_key: AlertKey = (None, "non_finite")
     run_div_key: AlertKey = (None, "divergence")
-    half_h = plan.param(run_div_key)["h"] / 2.0
+    run_div_params = plan.param(run_div_key)
+    counts = _rising_counts(divergence, len(batch.steps), run_div_params["h"] / 2.0)
     lm_loss = batch.lm_loss
+    step_busy: list[_Judged] = []
+    step_names: Sequence[str] | None = None
     for i, step in enumerate(batch.steps):
         verdicts: dict[AlertKey, Verdict] = {}
         lm = lm_loss[i]
@@ -290,22 +295,26 @@ def _judge(
                 if v is not None:
                     verdicts[run_key] = v
         if names[i]:  # a step that logged channels judges every channel
-            for channel in names[i]:
-                for key, is_divergence, channel_verdicts in busy[channel]:
-                    active = channel_verdicts.active[i]
-                    if active is None:
+            if names[i] is not step_names:  # the busy pairs of these channels, in their order
+                step_names = names[i]
+                step_busy = [judged for channel in step_names for judged in busy[channel]]
+            for key, is_divergence, channel_verdicts in step_busy:
+                active = channel_verdicts.active[i]
+                if active is None:
+                    continue
+                if not (active or is_divergence):  # divergence: see the blame below
+                    status = alerts.get(key)
+                    if status is None:
+                        status = alerts[key] = AlertStatus()
+                    if status.state == "inactive":
+                        status.last_step = step  # all that advance() would do
                         continue
-                    if not (active or is_divergence):  # divergence: see the blame below
-                        status = alerts.get(key)
-                        if status is None:
-                            status = alerts[key] = AlertStatus()
-                        if status.state == "inactive":
-                            status.last_step = step  # all that advance() would do
-                            continue
-                    verdicts[key] = channel_verdicts.judged(i, active)
-            run_alert = alerts.get(run_div_key)
-            run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
-            _blame(verdicts, plan.param(run_div_key), run_rising, divergence, i, half_h)
+                verdicts[key] = channel_verdicts.judged(i, active)
+            judged, rising = counts[0][i], counts[1][i]
+            if judged:
+                run_alert = alerts.get(run_div_key)
+                run_rising = run_alert is not None and run_alert.state in ("pending", "firing")
+                _blame(verdicts, run_div_params, run_rising, judged, rising)
         for key, verdict in verdicts.items():
             status = alerts.get(key)
             if status is None:
@@ -354,30 +363,39 @@ def _split_quiet(
     return busy, divergence
 
 
+def _rising_counts(
+    divergence: list[Verdicts], n: int, half_h: float
+) -> tuple[list[int], list[int]]:
+    """At each of the ``n`` steps: how many channels' divergence rules judged it, and how
+    many of those scored above ``half_h`` (numpy over the channels x steps of the batch)."""
+    if not divergence:
+        return [0] * n, [0] * n
+    judged = np.array(
+        [
+            [True] * n if None not in d.active else [a is not None for a in d.active]
+            for d in divergence
+        ],
+        dtype=bool,
+    )
+    above = np.array([d.value for d in divergence], dtype=np.float64) > half_h
+    return judged.sum(axis=0).tolist(), (above & judged).sum(axis=0).tolist()
+
+
 def _blame(
     verdicts: dict[AlertKey, Verdict],
     p: Mapping[str, float],
     run_rising: bool,
-    divergence: list[Verdicts],
-    i: int,
-    half_h: float,
+    judged: int,
+    rising: int,
 ) -> None:
-    """Channel-level divergence at step ``i`` only while the others keep falling.
+    """Channel-level divergence at a step only while the others keep falling.
 
     A channel "rises" when its divergence score is above h/2. If more than ``majority`` of
-    the judged channels rise (or the run-level alert is still open), the rise is common:
-    channel-level divergence is suppressed, and the run-level alert is active while any
-    channel's score is above h. Every channel's verdict counts (``divergence``); quiet ones
-    are not in ``verdicts``: never active, the blame never changes them.
+    the ``judged`` channels rise (``rising``; or the run-level alert is still open), the rise
+    is common: channel-level divergence is suppressed, and the run-level alert is active while
+    any channel's score is above h. Every channel's verdict counts; quiet ones are not in
+    ``verdicts``: never active, the blame never changes them.
     """
-    judged = rising = 0
-    for d in divergence:
-        if d.active[i] is not None:
-            judged += 1
-            if d.value[i] > half_h:
-                rising += 1
-    if not judged:
-        return
     over = [
         k for k, v in verdicts.items() if k[1] == "divergence" and k[0] is not None and v.active
     ]
@@ -387,8 +405,9 @@ def _blame(
     if common:
         for key in over:
             verdicts[key] = Verdict(False, verdicts[key].value, "rising with the whole run")
-    summary = f"{rising} of {judged} channels rise together"
-    verdicts[(None, "divergence")] = Verdict(common and bool(over), float(rising), summary)
+    verdicts[(None, "divergence")] = Verdict(
+        common and bool(over), float(rising), lambda: f"{rising} of {judged} channels rise together"
+    )
 
 
 def _copy(status: AlertStatus) -> AlertStatus:

@@ -46,6 +46,10 @@ def shares_forecast(
     )
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _lazy(make: Callable[[], Verdicts]) -> Callable[[int], str]:
     """``why(i)`` of the Verdicts that ``make`` computes the first time a summary is read."""
     made: list[Verdicts] = []
@@ -80,8 +84,10 @@ def loss_rules_series(
     d_cap, slow_alpha, rebound_z = 2.0 * d_h, pd["slow_alpha"], pd["rebound_z"]
     c_min, c_clip, c_k, c_h = pc["min_history"], pc["clip"], pc["k"], pc["h"]
     c_cap = 2.0 * c_h
-    up, down = div_state.get("cusum", 0.0), col_state.get("cusum", 0.0)
-    slow, floor = div_state.get("slow"), div_state.get("floor")
+    # a state holds only floats these rules wrote: float() once here, not at every step
+    up, down = float(div_state.get("cusum", 0.0)), float(col_state.get("cusum", 0.0))
+    slow, floor = _float(div_state.get("slow")), _float(div_state.get("floor"))
+    level, trend = _float(level), _float(trend)
     seen = div_seen = False
     isfinite = math.isfinite
     s_act: list[bool | None] = []
@@ -90,94 +96,108 @@ def loss_rules_series(
     d_val: list[float] = []
     c_act: list[bool | None] = []
     c_val: list[float] = []
+    s_judge, s_score = s_act.append, s_val.append
+    d_judge, d_score = d_act.append, d_val.append
+    c_judge, c_score = c_act.append, c_val.append
     for x in losses:
         if x is None or not isfinite(x):
-            s_act.append(None)
-            s_val.append(0.0)
             idle = None if x is None else False
-            d_act.append(idle)
-            d_val.append(0.0)
-            c_act.append(idle)
-            c_val.append(0.0)
+            s_judge(None)
+            s_score(0.0)
+            d_judge(idle)
+            d_score(0.0)
+            c_judge(idle)
+            c_score(0.0)
             continue
         seen = True
         n += 1
         # -- the forecast (forecast._series) --
-        z: float | None = None
         if n == 1:
             level, trend, scale = x, 0.0, None
-            forecast = x
-        else:
-            lv, tr = float(level), float(trend)
-            forecast = lv + tr
-            residual = x - forecast
-            if scale is None:  # second value: seed the scale from the first difference
-                scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
-                level = x
-            else:
-                sc = float(scale)
-                fl = 1e-3 + 0.005 * abs(lv)
-                if fl > sc:
-                    sc = fl
-                z = residual / sc
-                bound = HUBER * sc
-                clipped = -bound if residual < -bound else (bound if residual > bound else residual)
-                level = forecast + alpha * clipped
-                trend = tr + beta * (level - lv - tr)
-                a_s = 1.0 / n
-                if not a_s > SCALE_ALPHA:
-                    a_s = SCALE_ALPHA
-                size = abs(residual)
-                cap = SCALE_CLIP * sc
-                spread = _SIGMA_PER_MAD * (cap if cap < size else size)
-                scale = (1.0 - a_s) * sc + a_s * spread
-                fl = 1e-3 + 0.005 * abs(level)
-                if fl > scale:
-                    scale = fl
-        # -- spike --
-        if z is None or n <= s_min:
-            s_act.append(False)
-            s_val.append(0.0)
-        else:
-            s_act.append(z > z_min and float(x or 0.0) - forecast > min_jump)
-            s_val.append(z)
-        # -- collapse: downward CUSUM --
-        if z is None or n <= c_min:
+            s_judge(False)  # warming up: no z-score yet
+            s_score(0.0)
+            c_judge(False)
+            c_score(0.0)
             down = 0.0
-            c_act.append(False)
-            c_val.append(0.0)
+            d_judge(False)
+            d_score(0.0)
+            up = 0.0
+            continue
+        lv, tr = level, trend
+        forecast = lv + tr
+        residual = x - forecast
+        if scale is None:  # second value: seed the scale from the first difference
+            scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
+            level = x
+            s_judge(False)
+            s_score(0.0)
+            c_judge(False)
+            c_score(0.0)
+            down = 0.0
+            d_judge(False)
+            d_score(0.0)
+            up = 0.0
+            continue
+        sc = scale
+        fl = 1e-3 + 0.005 * abs(lv)
+        if fl > sc:
+            sc = fl
+        z = residual / sc
+        bound = HUBER * sc
+        clipped = -bound if residual < -bound else (bound if residual > bound else residual)
+        level = forecast + alpha * clipped
+        trend = tr + beta * (level - lv - tr)
+        a_s = 1.0 / n
+        if not a_s > SCALE_ALPHA:
+            a_s = SCALE_ALPHA
+        size = abs(residual)
+        cap = SCALE_CLIP * sc
+        spread = _SIGMA_PER_MAD * (cap if cap < size else size)
+        scale = (1.0 - a_s) * sc + a_s * spread
+        fl = 1e-3 + 0.005 * abs(level)
+        if fl > scale:
+            scale = fl
+        # -- spike --
+        if n <= s_min:
+            s_judge(False)
+            s_score(0.0)
         else:
-            step = -1.0 * (c_clip if z > c_clip else (-c_clip if z < -c_clip else z)) - c_k
-            down = float(down) + step
+            s_judge(z > z_min and (x or 0.0) - forecast > min_jump)
+            s_score(z)
+        # -- collapse: downward CUSUM --
+        if n <= c_min:
+            down = 0.0
+            c_judge(False)
+            c_score(0.0)
+        else:
+            down += -(c_clip if z > c_clip else (-c_clip if z < -c_clip else z)) - c_k
             down = down if down > 0.0 else 0.0
             if not down < c_cap:
                 down = c_cap
-            c_act.append(down > c_h)
-            c_val.append(down)
+            c_judge(down > c_h)
+            c_score(down)
         # -- divergence: upward CUSUM, then the slow level's rebound --
-        if z is None or n <= d_min:
+        if n <= d_min:
             up = 0.0
-            d_act.append(False)
-            d_val.append(0.0)
+            d_judge(False)
+            d_score(0.0)
             continue
-        step = 1.0 * (d_clip if z > d_clip else (-d_clip if z < -d_clip else z)) - d_k
-        up = float(up) + step
+        up += (d_clip if z > d_clip else (-d_clip if z < -d_clip else z)) - d_k
         up = up if up > 0.0 else 0.0
         if not up < d_cap:
             up = d_cap
         div_seen = True
-        xf = float(x or 0.0)
-        slow = xf if slow is None else float(slow)
+        xf = x or 0.0
+        slow = xf if slow is None else slow
         slow += slow_alpha * (xf - slow)
-        floor = slow if floor is None else float(floor)
+        floor = slow if floor is None else floor
         if slow < floor:
             floor = slow
-        rebound = (slow - floor) / float(scale or 0.0)
-        score = d_h * rebound / rebound_z
+        score = d_h * ((slow - floor) / scale) / rebound_z
         if not score > up:
             score = up
-        d_act.append(score > d_h)
-        d_val.append(score)
+        d_judge(score > d_h)
+        d_score(score)
     if n != n0:
         for state in states:
             state["n"], state["level"], state["trend"], state["scale"] = n, level, trend, scale

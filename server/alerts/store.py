@@ -29,7 +29,7 @@ from server.alerts.models import (
     Notifier,
 )
 from server.alerts.series_columns import CHANNEL_METRICS, RUN_METRICS, columns_from_series
-from server.db.models import Run
+from server.db.models import Run, RunChannel
 from server.series.ingested import IngestedSeries
 
 
@@ -91,6 +91,11 @@ def run_rules(session: Session, run: Run) -> RunRules:
             (AlertRuleOverride.run_id.is_(None)) | (AlertRuleOverride.run_id == run.id)
         )
     ).all()
+    channels = (
+        select(RunChannel.name, RunChannel.target_share)
+        .where(RunChannel.run_id == run.id)
+        .order_by(RunChannel.index)
+    )
     server_wide: dict[str, dict[str, float]] = {}
     run_layer: dict[str, dict[str, float]] = {}
     per_channel: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
@@ -102,7 +107,7 @@ def run_rules(session: Session, run: Run) -> RunRules:
         elif r.run_id is not None:
             per_channel[r.channel][r.rule] = r.params
     return RunRules(
-        channels={c.name: c.target_share for c in run.channels},
+        channels=dict(session.execute(channels).all()),
         layers=(server_wide, run_layer),
         channel_layers=dict(per_channel),
     )

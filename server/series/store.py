@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from server.db.models import PointChunk, Run, RunChannel, Series
 from server.series import chunks as ck
@@ -200,7 +200,8 @@ def ingest_points(
             updates,
         )
     if listeners:
-        run = session.get(Run, run_id, populate_existing=True)
+        # the channels only when a listener reads them (the alert engine reads name and share)
+        run = session.get(Run, run_id, populate_existing=True, options=[lazyload(Run.channels)])
         for listener in listeners:
             listener(session=session, run=run, series=ingested)
     return IngestResult(accepted, row[0])
