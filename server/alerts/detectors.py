@@ -82,6 +82,8 @@ def non_finite(state: State, obs: Observation, p: Mapping[str, float]) -> Verdic
 def non_finite_series(state: State, losses: list[float | None], p: Mapping[str, float]) -> Verdicts:
     """:func:`non_finite` at each step of ``losses`` in turn."""
     isfinite = _isfinite
+    if None not in losses and isfinite(sum(cast(list[float], losses))):  # all logged, finite
+        return Verdicts([False] * len(losses), cast(list[float], losses), _finite)
     active: list[bool | None] = [None if x is None else not isfinite(x) for x in losses]
     value = [0.0 if x is None else x for x in losses]
 
@@ -89,6 +91,10 @@ def non_finite_series(state: State, losses: list[float | None], p: Mapping[str, 
         return f"loss is {losses[i]}" if active[i] else "loss is finite"
 
     return Verdicts(active, value, why)
+
+
+def _finite(i: int) -> str:
+    return "loss is finite"
 
 
 def spike(state: State, obs: Observation, p: Mapping[str, float]) -> Verdict | None:

@@ -311,6 +311,13 @@ def _judge(
                         continue
                 verdicts[key] = channel_verdicts.judged(i, active)
             judged, rising = counts[0][i], counts[1][i]
+            if judged and not verdicts:  # no busy verdict: the run-level one is not active
+                status = alerts.get(run_div_key)
+                if status is None:
+                    status = alerts[run_div_key] = AlertStatus()
+                if status.state == "inactive":
+                    status.last_step = step  # all that the blame and advance() would do
+                    continue
             if judged:
                 run_alert = alerts.get(run_div_key)
                 run_rising = run_alert is not None and run_alert.state in ("pending", "firing")

@@ -15,7 +15,6 @@ the states from before the batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -89,7 +88,6 @@ def loss_rules_series(
     slow, floor = _float(div_state.get("slow")), _float(div_state.get("floor"))
     level, trend = _float(level), _float(trend)
     seen = div_seen = False
-    isfinite = math.isfinite
     s_act: list[bool | None] = []
     s_val: list[float] = []
     d_act: list[bool | None] = []
@@ -99,8 +97,11 @@ def loss_rules_series(
     s_judge, s_score = s_act.append, s_val.append
     d_judge, d_score = d_act.append, d_val.append
     c_judge, c_score = c_act.append, c_val.append
+    huber, scale_clip, scale_alpha, sigma_per_mad = HUBER, SCALE_CLIP, SCALE_ALPHA, _SIGMA_PER_MAD
+    # the scale's floor at the current level, 1e-3 + 0.005 |level|: computed once per level
+    level_floor = 0.0 if level is None else 1e-3 + 0.005 * abs(level)
     for x in losses:
-        if x is None or not isfinite(x):
+        if x is None or x - x != 0.0:  # no point, or not finite (inf - inf and NaN are NaN)
             idle = None if x is None else False
             s_judge(None)
             s_score(0.0)
@@ -114,6 +115,7 @@ def loss_rules_series(
         # -- the forecast (forecast._series) --
         if n == 1:
             level, trend, scale = x, 0.0, None
+            level_floor = 1e-3 + 0.005 * abs(x)
             s_judge(False)  # warming up: no z-score yet
             s_score(0.0)
             c_judge(False)
@@ -127,7 +129,8 @@ def loss_rules_series(
         forecast = lv + tr
         residual = x - forecast
         if scale is None:  # second value: seed the scale from the first difference
-            scale = max(abs(residual) / _SQRT2, 1e-3 + 0.005 * abs(x))
+            level_floor = 1e-3 + 0.005 * abs(x)
+            scale = max(abs(residual) / _SQRT2, level_floor)
             level = x
             s_judge(False)
             s_score(0.0)
@@ -139,24 +142,23 @@ def loss_rules_series(
             up = 0.0
             continue
         sc = scale
-        fl = 1e-3 + 0.005 * abs(lv)
-        if fl > sc:
-            sc = fl
+        if level_floor > sc:
+            sc = level_floor
         z = residual / sc
-        bound = HUBER * sc
+        bound = huber * sc
         clipped = -bound if residual < -bound else (bound if residual > bound else residual)
         level = forecast + alpha * clipped
         trend = tr + beta * (level - lv - tr)
         a_s = 1.0 / n
-        if not a_s > SCALE_ALPHA:
-            a_s = SCALE_ALPHA
+        if not a_s > scale_alpha:
+            a_s = scale_alpha
         size = abs(residual)
-        cap = SCALE_CLIP * sc
-        spread = _SIGMA_PER_MAD * (cap if cap < size else size)
+        cap = scale_clip * sc
+        spread = sigma_per_mad * (cap if cap < size else size)
         scale = (1.0 - a_s) * sc + a_s * spread
-        fl = 1e-3 + 0.005 * abs(level)
-        if fl > scale:
-            scale = fl
+        level_floor = 1e-3 + 0.005 * abs(level)
+        if level_floor > scale:
+            scale = level_floor
         # -- spike --
         if n <= s_min:
             s_judge(False)
