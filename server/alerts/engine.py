@@ -140,7 +140,12 @@ class _Plan:
     def param(self, key: AlertKey) -> dict[str, float]:
         p = self.params.get(key)
         if p is None:
-            p = self.params[key] = self.rules.params(key[1], key[0])
+            channel, rule = key
+            if channel is not None and channel not in self.rules.channel_layers:
+                p = self.param((None, rule))  # no channel overrides: the run's thresholds
+            else:
+                p = self.rules.params(rule, channel)
+            self.params[key] = p
         return p
 
     def channel_checks(self, channel: str) -> list[_Check]:

@@ -75,7 +75,7 @@ def columns_from_series(
     """
     run_series = [s for s in series if s.channel is None and s.metric in RUN_METRICS]
     by_channel = [s for s in series if s.channel is not None and s.metric in CHANNEL_METRICS]
-    if by_channel and not all(np.array_equal(s.steps, by_channel[0].steps) for s in by_channel):
+    if by_channel and not _same_steps(by_channel):
         new = [
             p
             for p in points_from_series(run_series + by_channel)
@@ -96,9 +96,14 @@ def columns_from_series(
     n = len(steps)
     fresh = every[first:]
 
+    # the channel series have the same steps: all of them are the new steps, or none is
+    channels_new = bool(by_channel) and np.array_equal(by_channel[0].steps, fresh)
+
     def column(s: IngestedSeries) -> Column:
         """``s``'s values at the new steps (None where it has no point)."""
-        if s.steps.shape[0] == n and np.array_equal(s.steps, fresh):
+        if (channels_new and s.channel is not None) or (
+            s.steps.shape[0] == n and np.array_equal(s.steps, fresh)
+        ):
             return s.values.tolist()
         lo = int(np.searchsorted(s.steps, fresh[0]))
         out: Column = [None] * n
@@ -148,3 +153,11 @@ def columns_from_series(
                 weight_clipped=metrics.get("weight_clipped", nothing),
             )
     return StepColumns(steps=steps, lm_loss=lm_loss, names=names, channels=channels, totals=totals)
+
+
+def _same_steps(series: list[IngestedSeries]) -> bool:
+    """Whether every series of ``series`` has the steps of the first (one numpy comparison)."""
+    first = series[0].steps
+    if any(s.steps.shape != first.shape for s in series):
+        return False
+    return bool((np.stack([s.steps for s in series]) == first).all())

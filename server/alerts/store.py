@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from server.alerts.engine import AlertKey, RunAlertState, RunRules, evaluate_columns
@@ -64,14 +64,33 @@ def _key(text: str) -> AlertKey:
     return (channel or None, rule)
 
 
-def lock_run_state(session: Session, run_id: int) -> AlertRunState:
-    """The run's engine state row, created if missing, locked until the transaction ends."""
-    stmt = select(AlertRunState).where(AlertRunState.run_id == run_id)
-    row = session.execute(stmt.with_for_update()).scalar_one_or_none()
+_states = cast(Table, AlertRunState.__table__)
+
+
+def lock_run_state(session: Session, run_id: int) -> tuple[int | None, dict[str, Any]]:
+    """The run's engine state (watermark, detector states as stored), its row created if
+    missing and locked until the transaction ends."""
+    stmt = (
+        select(_states.c.watermark, _states.c.detectors)
+        .where(_states.c.run_id == run_id)
+        .with_for_update()
+    )
+    row = session.execute(stmt).first()
     if row is None:
         session.execute(_insert_ignore(session).values(run_id=run_id, watermark=None, detectors={}))
-        row = session.execute(stmt.with_for_update()).scalar_one()
-    return row
+        row = session.execute(stmt).one()
+    return row[0], row[1] or {}
+
+
+def store_run_state(
+    session: Session, run_id: int, watermark: int | None, detectors: dict[str, Any]
+) -> None:
+    """Write the run's engine state back (its row is locked by :func:`lock_run_state`)."""
+    session.execute(
+        update(_states)
+        .where(_states.c.run_id == run_id)
+        .values(watermark=watermark, detectors=detectors)
+    )
 
 
 def _insert_ignore(session: Session) -> Any:
@@ -86,9 +105,10 @@ def _insert_ignore(session: Session) -> Any:
 
 def run_rules(session: Session, run: Run) -> RunRules:
     """The run's channels (target shares) and its override layers: server-wide, run, channel."""
-    rows = session.scalars(
-        select(AlertRuleOverride).where(
-            (AlertRuleOverride.run_id.is_(None)) | (AlertRuleOverride.run_id == run.id)
+    o = AlertRuleOverride
+    rows = session.execute(
+        select(o.run_id, o.channel, o.rule, o.params).where(
+            (o.run_id.is_(None)) | (o.run_id == run.id)
         )
     ).all()
     channels = (
@@ -153,9 +173,9 @@ def evaluate_ingest(
     """Judge the new steps of ``series``; write state, alerts, events and outbox; no commit."""
     if not any(s.steps.shape[0] for s in series if s.metric in _READ[s.channel is None]):
         return []  # nothing the rules read
-    state_row = lock_run_state(session, run.id)
+    watermark, detectors = lock_run_state(session, run.id)
     rules = run_rules(session, run)
-    batch = columns_from_series(series, rules.channels, state_row.watermark)
+    batch = columns_from_series(series, rules.channels, watermark)
     if batch is None:
         return []  # a replay of steps already judged
     rows = {
@@ -163,13 +183,13 @@ def evaluate_ingest(
         for r in session.scalars(select(Alert).where(Alert.run_id == run.id))
     }
     state = RunAlertState(
-        watermark=state_row.watermark,
-        detectors={_key(k): dict(v) for k, v in (state_row.detectors or {}).items()},
+        watermark=watermark,
+        detectors={_key(k): v for k, v in detectors.items()},  # fresh dicts: the query's own
         alerts={key: status_of(row) for key, row in rows.items()},
     )
     transitions = evaluate_columns(state, batch, rules, now=now)
-    state_row.watermark = state.watermark
-    state_row.detectors = {_key_str(k): v for k, v in state.detectors.items()}
+    stored = {_key_str(k): v for k, v in state.detectors.items()}
+    store_run_state(session, run.id, state.watermark, stored)
     out: list[tuple[Alert, Event]] = []
     touched = {(t.channel, t.rule) for t in transitions}
     for key, status in state.alerts.items():
