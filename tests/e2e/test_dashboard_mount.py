@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard.mount import CONTENT_SECURITY_POLICY, STATIC_DIR, plotly_js_path
+from dashboard.mount import COMPILE_HINT, CONTENT_SECURITY_POLICY, STATIC_DIR, plotly_js_path
 from tests.e2e.conftest import FilledServer
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,18 @@ def test_plotly_js_comes_from_the_installed_plotly_package(filled_server: Filled
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert "max-age" in response.headers["cache-control"]
-    assert response.content == Path(path).read_bytes()
+    # the package's file, behind V8's compile hint comment
+    assert COMPILE_HINT == b"//# allFunctionsCalledOnLoad\n"
+    assert response.content == COMPILE_HINT + Path(path).read_bytes()
+    assert int(response.headers["content-length"]) == len(response.content)
+    # revalidation with the ETag sends no body
+    etag = response.headers["etag"]
+    again = httpx.get(response.url, headers={"If-None-Match": etag})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+    stale = httpx.get(response.url, headers={"If-None-Match": '"0-0"'})
+    assert (stale.status_code, stale.content) == (200, response.content)
+    head = httpx.head(response.url)
+    assert (head.status_code, head.headers["content-length"]) == (200, str(len(response.content)))
 
 
 def test_the_api_is_not_shadowed_by_the_dashboard(filled_server: FilledServer) -> None:
