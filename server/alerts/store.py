@@ -65,6 +65,8 @@ def _key(text: str) -> AlertKey:
 
 
 _states = cast(Table, AlertRunState.__table__)
+_overrides = cast(Table, AlertRuleOverride.__table__)
+_channels = cast(Table, RunChannel.__table__)
 
 
 def lock_run_state(session: Session, run_id: int) -> tuple[int | None, dict[str, Any]]:
@@ -105,17 +107,13 @@ def _insert_ignore(session: Session) -> Any:
 
 def run_rules(session: Session, run: Run) -> RunRules:
     """The run's channels (target shares) and its override layers: server-wide, run, channel."""
-    o = AlertRuleOverride
+    o, c = _overrides.c, _channels.c  # plain columns: no ORM entity to load
     rows = session.execute(
         select(o.run_id, o.channel, o.rule, o.params).where(
             (o.run_id.is_(None)) | (o.run_id == run.id)
         )
     ).all()
-    channels = (
-        select(RunChannel.name, RunChannel.target_share)
-        .where(RunChannel.run_id == run.id)
-        .order_by(RunChannel.index)
-    )
+    channels = select(c.name, c.target_share).where(c.run_id == run.id).order_by(c.index)
     server_wide: dict[str, dict[str, float]] = {}
     run_layer: dict[str, dict[str, float]] = {}
     per_channel: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
