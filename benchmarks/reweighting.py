@@ -15,7 +15,10 @@ Strategies (``trainer_hook`` API):
 - ``uniform``: ``ChannelLoss`` without reweighting (the plain token mean);
 - ``channel:progress``: ``ChannelReweightConfig(strategy="progress", targets=domains)``: channels
   that learned little get more weight, the domain channels never fall below 1;
-- ``channel:doremi``: ``ChannelReweightConfig(strategy="doremi", prior=target shares)``;
+- ``channel:doremi``: ``ChannelReweightConfig(strategy="doremi", prior=target shares,
+  reference_losses=...)``; the reference model of DoReMi is the one trained on the prior mixture,
+  which is this seed's uniform run: its per-channel training loss over its last ``REF_WINDOW``
+  steps is the reference (so uniform runs first);
 - ``sample:linupper``: ``SampleReweightConfig(strategy="linupper")`` (Sow et al., 2025).
 
 Figures: for each strategy and channel, ``improvement = uniform - strategy`` (nats/char, > 0 is
@@ -35,6 +38,8 @@ import statistics
 import sys
 import time
 import warnings
+from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -49,9 +54,10 @@ from trainer_hook import ChannelLoss, ChannelReweightConfig, SampleReweightConfi
 
 DOMAINS = ("finance", "math", "code")
 STRATEGIES = ("uniform", "channel:progress", "channel:doremi", "sample:linupper")
+REF_WINDOW = 30  #: last steps of the uniform run whose mean channel loss is DoReMi's reference
 
 
-def make_hook(strategy: str, warmup: int) -> ChannelLoss:
+def make_hook(strategy: str, warmup: int, reference: list[float] | None) -> ChannelLoss:
     prior = [TARGET_SHARES[c] for c in CHANNELS]
     channel = sample = None
     if strategy == "channel:progress":
@@ -59,7 +65,9 @@ def make_hook(strategy: str, warmup: int) -> ChannelLoss:
             strategy="progress", prior=prior, targets=list(DOMAINS), warmup_steps=warmup
         )
     elif strategy == "channel:doremi":
-        channel = ChannelReweightConfig(strategy="doremi", prior=prior, warmup_steps=warmup)
+        channel = ChannelReweightConfig(
+            strategy="doremi", prior=prior, reference_losses=reference, warmup_steps=warmup
+        )
     elif strategy == "sample:linupper":
         sample = SampleReweightConfig(strategy="linupper", warmup_steps=warmup)
     elif strategy != "uniform":
@@ -67,15 +75,34 @@ def make_hook(strategy: str, warmup: int) -> ChannelLoss:
     return ChannelLoss(channels=list(CHANNELS), channel_reweight=channel, sample_reweight=sample)
 
 
+class RecentLosses:
+    """``on_step`` callback keeping each channel's training loss over the last REF_WINDOW steps."""
+
+    def __init__(self) -> None:
+        self.window: deque[Mapping[str, Mapping[str, float]]] = deque(maxlen=REF_WINDOW)
+
+    def __call__(self, step: int, run: object, channels: Mapping[str, Mapping[str, float]]) -> None:
+        self.window.append(channels)
+
+    def mean(self) -> list[float]:
+        """Mean loss per channel (in CHANNELS order) over the window."""
+        return [statistics.fmean(m[c]["loss"] for m in self.window if c in m) for c in CHANNELS]
+
+
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Held-out nats/char per channel for every strategy, paired on ``seed``."""
     data = prepare_data(num_samples=args.steps * args.batch_size, seed=seed)
     out: dict[str, dict[str, float]] = {}
+    reference: list[float] | None = None
     for strategy in args.strategies:
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, lr=args.lr)
         model = build_model(cfg, data.vocab_size)  # same seed -> identical initialisation
         start = time.perf_counter()
-        train(cfg, data, hook=make_hook(strategy, args.warmup), model=model)
+        recent = RecentLosses()
+        hook = make_hook(strategy, args.warmup, reference)
+        train(cfg, data, hook=hook, model=model, on_step=recent)
+        if strategy == "uniform":
+            reference = recent.mean()
         out[strategy] = heldout_nats_per_char(
             model, data.heldout, seq_length=cfg.model.seq_length, max_tokens=args.eval_tokens
         )
@@ -103,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if "uniform" not in args.strategies:
         p.error("--strategies must include uniform (the baseline of the paired differences)")
+    args.strategies.sort(key=lambda s: s != "uniform")  # uniform first: DoReMi's reference
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
