@@ -9,7 +9,9 @@ The math of each rule is in docs/alerts.md.
 The engine judges the busiest rules (non_finite, spike, divergence, collapse, starvation) over
 a whole ingest batch at once with their ``*_series`` forms: the same math, step after step,
 with the state in local floats and :class:`Verdicts` that build a :class:`Verdict` only when
-asked; the one-step functions are those forms applied to one step.
+asked; the one-step functions are those forms applied to one step. When spike, divergence and
+collapse share their forecast, `server.alerts.loss_rules` judges the three in one pass instead
+(the same operations in the same order).
 """
 
 from __future__ import annotations
