@@ -85,9 +85,10 @@ def loss_rules_series(
     c_cap = 2.0 * c_h
     # a state holds only floats these rules wrote: float() once here, not at every step
     up, down = float(div_state.get("cusum", 0.0)), float(col_state.get("cusum", 0.0))
-    slow, floor = _float(div_state.get("slow")), _float(div_state.get("floor"))
+    slow: Any = _float(div_state.get("slow"))  # None until the rebound is first watched
+    floor: Any = _float(div_state.get("floor"))
     level, trend = _float(level), _float(trend)
-    seen = div_seen = False
+    div_seen = False
     s_act: list[bool | None] = []
     s_val: list[float] = []
     d_act: list[bool | None] = []
@@ -100,7 +101,8 @@ def loss_rules_series(
     huber, scale_clip, scale_alpha, sigma_per_mad = HUBER, SCALE_CLIP, SCALE_ALPHA, _SIGMA_PER_MAD
     # the scale's floor at the current level, 1e-3 + 0.005 |level|: computed once per level
     level_floor = 0.0 if level is None else 1e-3 + 0.005 * abs(level)
-    for x in losses:
+    steps = iter(losses)
+    for x in steps:  # until every rule is warmed up; then the loop below, without the checks
         if x is None or x - x != 0.0:  # no point, or not finite (inf - inf and NaN are NaN)
             idle = None if x is None else False
             s_judge(None)
@@ -110,7 +112,6 @@ def loss_rules_series(
             c_judge(idle)
             c_score(0.0)
             continue
-        seen = True
         n += 1
         # -- the forecast (forecast._series) --
         if n == 1:
@@ -200,10 +201,65 @@ def loss_rules_series(
             score = up
         d_judge(score > d_h)
         d_score(score)
+        if n > s_min and n > c_min:
+            break
+    for x in steps:  # the same operations, every rule past its warm-up (slow, floor are set)
+        if x is None or x - x != 0.0:
+            idle = None if x is None else False
+            s_judge(None)
+            s_score(0.0)
+            d_judge(idle)
+            d_score(0.0)
+            c_judge(idle)
+            c_score(0.0)
+            continue
+        n += 1
+        lv, tr = level, trend
+        forecast = lv + tr
+        residual = x - forecast
+        sc = scale
+        if level_floor > sc:
+            sc = level_floor
+        z = residual / sc
+        bound = huber * sc
+        clipped = -bound if residual < -bound else (bound if residual > bound else residual)
+        level = forecast + alpha * clipped
+        trend = tr + beta * (level - lv - tr)
+        a_s = 1.0 / n
+        if not a_s > scale_alpha:
+            a_s = scale_alpha
+        size = abs(residual)
+        cap = scale_clip * sc
+        spread = sigma_per_mad * (cap if cap < size else size)
+        scale = (1.0 - a_s) * sc + a_s * spread
+        level_floor = 1e-3 + 0.005 * abs(level)
+        if level_floor > scale:
+            scale = level_floor
+        xf = x or 0.0
+        s_judge(z > z_min and xf - forecast > min_jump)
+        s_score(z)
+        down += -(c_clip if z > c_clip else (-c_clip if z < -c_clip else z)) - c_k
+        down = down if down > 0.0 else 0.0
+        if not down < c_cap:
+            down = c_cap
+        c_judge(down > c_h)
+        c_score(down)
+        up += (d_clip if z > d_clip else (-d_clip if z < -d_clip else z)) - d_k
+        up = up if up > 0.0 else 0.0
+        if not up < d_cap:
+            up = d_cap
+        slow += slow_alpha * (xf - slow)
+        if slow < floor:
+            floor = slow
+        score = d_h * ((slow - floor) / scale) / rebound_z
+        if not score > up:
+            score = up
+        d_judge(score > d_h)
+        d_score(score)
     if n != n0:
         for state in states:
             state["n"], state["level"], state["trend"], state["scale"] = n, level, trend, scale
-    if seen:
+    if n != n0:  # a finite loss: the CUSUMs were written (reset or moved)
         div_state["cusum"], col_state["cusum"] = up, down
     if div_seen:
         div_state["slow"], div_state["floor"] = slow, floor
