@@ -9,6 +9,7 @@ importing `dashboard` costs nothing.
 from __future__ import annotations
 
 import functools
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,17 +47,31 @@ def plotly_js_path() -> Path:
     return path
 
 
-# V8's explicit compile hint: compile every function of the file eagerly, on the background
-# thread that streams the download, instead of lazily on the main thread when first called.
-# plotly.js calls most of its functions while it sets itself up, so that work leaves the page's
-# critical path (it shortened the cold run page by ~80 ms; see docs/dashboard.md).
-COMPILE_HINT = b"//# allFunctionsCalledOnLoad\n"
+# plotly.min.js is served between PLOTLY_JS_PREFIX and PLOTLY_JS_SUFFIX, two changes to how Chrome
+# runs it, not to what it does (the package's file is unchanged in between):
+# - `//# allFunctionsCalledOnLoad`, V8's explicit compile hint: every function is compiled while
+#   the file streams in, on a background thread, instead of on the main thread when first called
+#   (plotly.js calls most of its functions while it sets itself up).
+# - `Error.stackTraceLimit` is not a number while plotly.js sets itself up, and restored after:
+#   its feature tests throw and catch a few errors, and with DevTools attached (a developer's
+#   console, or Playwright in the tests and benchmarks/dashboard_load.py) V8 then collects the
+#   source positions of every frame on the stack, which re-parses the bundle's enclosing
+#   functions, the whole 4.8 MB, three times. Without a number V8 keeps no stack for those errors.
+# Measured cold on the run page of a 100,000-step run: see docs/dashboard.md.
+PLOTLY_JS_PREFIX = (
+    b"//# allFunctionsCalledOnLoad\n"
+    b"{const limit=Error.stackTraceLimit;Error.stackTraceLimit=undefined;try{"
+)
+PLOTLY_JS_SUFFIX = b"\n}finally{Error.stackTraceLimit=limit}}\n"
+# part of the ETag: a changed wrapper is a changed file
+WRAPPER_CRC = zlib.crc32(PLOTLY_JS_PREFIX + PLOTLY_JS_SUFFIX)
 
 
 @functools.lru_cache(maxsize=2)
-def hinted_plotly_js(path: Path, mtime_ns: int) -> bytes:
-    """plotly.min.js at `path` behind `COMPILE_HINT` (read once per file version)."""
-    return COMPILE_HINT + path.read_bytes()
+def served_plotly_js(path: Path, mtime_ns: int) -> bytes:
+    """plotly.min.js at `path` between PLOTLY_JS_PREFIX and PLOTLY_JS_SUFFIX (read once per file
+    version)."""
+    return PLOTLY_JS_PREFIX + path.read_bytes() + PLOTLY_JS_SUFFIX
 
 
 def mount(app: FastAPI) -> None:
@@ -78,11 +93,11 @@ def mount(app: FastAPI) -> None:
 
     async def dashboard_plotly_js(request: Request) -> Response:
         stat = plotly_js.stat()
-        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}-{WRAPPER_CRC:x}"'
         headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
-        body = hinted_plotly_js(plotly_js, stat.st_mtime_ns)
+        body = served_plotly_js(plotly_js, stat.st_mtime_ns)
         return Response(body, media_type="text/javascript", headers=headers)
 
     app.add_api_route("/", dashboard_index, methods=["GET"], include_in_schema=False)

@@ -124,6 +124,11 @@ def test_every_page_loads_without_console_errors_at_laptop_and_wide_widths(
                     "document.querySelectorAll('#compare-grid .js-plotly-plot').length === 4"
                 )
             assert opened.errors == [], f"{route} at {width}px"
+            if chart:
+                # plotly.js ran inside a switch of Error.stackTraceLimit (dashboard/mount.py):
+                # Chrome's default is back, and errors have stacks again
+                limit = opened.page.evaluate("[Error.stackTraceLimit, typeof new Error().stack]")
+                assert limit == [10, "string"]
             overflow = opened.page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )

@@ -9,7 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard.mount import COMPILE_HINT, CONTENT_SECURITY_POLICY, STATIC_DIR, plotly_js_path
+from dashboard.mount import (
+    CONTENT_SECURITY_POLICY,
+    PLOTLY_JS_PREFIX,
+    PLOTLY_JS_SUFFIX,
+    STATIC_DIR,
+    plotly_js_path,
+)
 from tests.e2e.conftest import FilledServer
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +48,9 @@ def test_plotly_js_comes_from_the_installed_plotly_package(filled_server: Filled
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert "max-age" in response.headers["cache-control"]
-    # the package's file, behind V8's compile hint comment
-    assert COMPILE_HINT == b"//# allFunctionsCalledOnLoad\n"
-    assert response.content == COMPILE_HINT + Path(path).read_bytes()
+    # the package's file, unchanged, between the compile hint and the stack trace limit's switch
+    assert PLOTLY_JS_PREFIX.startswith(b"//# allFunctionsCalledOnLoad\n")
+    assert response.content == PLOTLY_JS_PREFIX + Path(path).read_bytes() + PLOTLY_JS_SUFFIX
     assert int(response.headers["content-length"]) == len(response.content)
     # revalidation with the ETag sends no body
     etag = response.headers["etag"]
