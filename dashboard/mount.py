@@ -47,21 +47,14 @@ def plotly_js_path() -> Path:
     return path
 
 
-# plotly.min.js is served between PLOTLY_JS_PREFIX and PLOTLY_JS_SUFFIX, two changes to how Chrome
-# runs it, not to what it does (the package's file is unchanged in between):
-# - `//# allFunctionsCalledOnLoad`, V8's explicit compile hint: every function is compiled while
-#   the file streams in, on a background thread, instead of on the main thread when first called
-#   (plotly.js calls most of its functions while it sets itself up).
-# - `Error.stackTraceLimit` is not a number while plotly.js sets itself up, and restored after:
-#   its feature tests throw and catch a few errors, and with DevTools attached (a developer's
-#   console, or Playwright in the tests and benchmarks/dashboard_load.py) V8 then collects the
-#   source positions of every frame on the stack, which re-parses the bundle's enclosing
-#   functions, the whole 4.8 MB, three times. Without a number V8 keeps no stack for those errors.
-# Measured cold on the run page of a 100,000-step run: see docs/dashboard.md.
-PLOTLY_JS_PREFIX = (
-    b"//# allFunctionsCalledOnLoad\n"
-    b"{const limit=Error.stackTraceLimit;Error.stackTraceLimit=undefined;try{"
-)
+# plotly.min.js is served between PLOTLY_JS_PREFIX and PLOTLY_JS_SUFFIX (the package's file
+# unchanged in between, on the same lines): `Error.stackTraceLimit` is not a number while
+# plotly.js sets itself up, and is restored after. Its start-up's feature tests throw and catch a
+# few errors, and with DevTools attached (a developer's console, or Playwright in the tests and
+# benchmarks/dashboard_load.py) V8 then looks up the source position of every frame on the stack,
+# which re-parses the bundle's three enclosing functions, 4.8 MB each. Without a number V8 keeps no
+# stack for those errors. Measured cold and warm on the run page of a long run: docs/dashboard.md.
+PLOTLY_JS_PREFIX = b"{const limit=Error.stackTraceLimit;Error.stackTraceLimit=undefined;try{"
 PLOTLY_JS_SUFFIX = b"\n}finally{Error.stackTraceLimit=limit}}\n"
 # part of the ETag: a changed wrapper is a changed file
 WRAPPER_CRC = zlib.crc32(PLOTLY_JS_PREFIX + PLOTLY_JS_SUFFIX)
