@@ -4,7 +4,8 @@ A real server process (`tests.server.live`, SQLite) is filled through the ingest
 run of STEPS steps x CHANNELS channels (`loss` and `token_share`) and a short baseline run of
 the same shape. Debian's Chromium opens each run page in a fresh browser context (cold cache:
 plotly.js included) and reads the page's own `lossradar:run-page-drawn` performance mark, set
-once the charts are drawn. run_page_ms is the median over --repeats of that mark's time since
+once the loss chart is drawn with every channel (the share and weight charts follow once the
+browser has painted it). run_page_ms is the median over --repeats of that mark's time since
 navigation start, cold (a fresh context: plotly.js downloaded and compiled) and warm (opened
 again in the same context); points_drawn counts the points of the loss chart's traces (the server's
 min/max downsampling keeps the long run to about `max_points` per channel).
