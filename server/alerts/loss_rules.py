@@ -9,8 +9,9 @@ operations, in the same order, as :func:`~server.alerts.detectors.spike_series`,
 :func:`~server.alerts.detectors.collapse_series` one after the other (so the same verdicts,
 values and states, bit for bit; tests/server/alerts/test_loss_rules.py checks it), without
 a forecast tuple or a verdict list per rule and step beyond the ``active`` and ``value``
-lists. A summary (rarely read) is formatted by those three functions, run again on a copy of
-the states from before the batch.
+lists; once every rule is past its warm-up the rest of the batch runs in a second loop without
+the warm-up checks. A summary (rarely read) is formatted by those three functions, run again on
+a copy of the states from before the batch.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from server.alerts.detectors import (
     spike_series,
 )
 from server.alerts.forecast import _SIGMA_PER_MAD, _SQRT2, HUBER, SCALE_ALPHA, SCALE_CLIP
-
-_FORECAST = ("n", "level", "trend", "scale")
 
 
 def shares_forecast(

@@ -5,9 +5,9 @@ after the points are written and before the commit, as::
 
     listener(session=session, run=run, series=[IngestedSeries(...), ...])
 
-``run`` is the `server.db.models.Run` (``last_step`` already updated). A listener that raises
-rolls the whole batch back (the client gets a 500 and retries), so its own writes commit
-atomically with the points.
+``run`` is the `server.db.models.Run` (``last_step`` already updated; its ``channels`` are
+loaded when first read). A listener that raises rolls the whole batch back (the client gets a
+500 and retries), so its own writes commit atomically with the points.
 """
 
 from __future__ import annotations
