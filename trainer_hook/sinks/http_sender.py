@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from trainer_hook.sinks.config import SenderConfig
@@ -40,8 +40,6 @@ from trainer_hook.sinks.wire import Record, record_points, record_to_line
 log = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[HttpSender] = weakref.WeakSet()
-# dict.copy, which raises TypeError for a Mapping that is no dict (log_step then copies slowly)
-_copy_dict: Callable[[Mapping[str, float]], dict[str, float]] = dict.copy  # type: ignore[assignment]
 
 
 class HttpSender:
@@ -91,13 +89,11 @@ class HttpSender:
         try:
             if self._state != "running" and not self._start():
                 return
-            # copy: the caller may reuse its dicts. map(dict.copy) runs in C, with no
-            # comprehension frame; a value that is a Mapping but no dict takes the slow path
-            try:
-                copies = map(_copy_dict, channel_metrics.values())
-                channels = dict(zip(channel_metrics, copies, strict=True))
-            except TypeError:
-                channels = {name: dict(m) for name, m in channel_metrics.items()}
+            # copy: the caller may reuse its dicts (dict.copy is the fast path for plain dicts)
+            channels = {
+                name: m.copy() if type(m) is dict else dict(m)
+                for name, m in channel_metrics.items()
+            }
             run = run_metrics.copy() if type(run_metrics) is dict else dict(run_metrics)
             when = time.time() if wall_time is None else wall_time
             record = (step, when, run, channels)
