@@ -90,10 +90,9 @@ class HttpSender:
             if self._state != "running" and not self._start():
                 return
             # copy: the caller may reuse its dicts (dict.copy is the fast path for plain dicts)
-            channels = {
-                name: m.copy() if type(m) is dict else dict(m)
-                for name, m in channel_metrics.items()
-            }
+            channels = dict(channel_metrics)
+            for name, m in channels.items():
+                channels[name] = m.copy() if type(m) is dict else dict(m)
             run = run_metrics.copy() if type(run_metrics) is dict else dict(run_metrics)
             when = time.time() if wall_time is None else wall_time
             record = (step, when, run, channels)
