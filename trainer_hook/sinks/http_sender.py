@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from trainer_hook.sinks.config import SenderConfig
 from trainer_hook.sinks.counters import SenderCounters
@@ -90,10 +90,13 @@ class HttpSender:
             if self._state != "running" and not self._start():
                 return
             # copy: the caller may reuse its dicts (dict.copy is the fast path for plain dicts)
-            channels = dict(channel_metrics)
+            # the outer dict is cloned whole, then its values replaced (no dict grown key by key)
+            channels = cast("dict[str, dict[str, float]]", dict(channel_metrics))
             for name, m in channels.items():
                 channels[name] = m.copy() if type(m) is dict else dict(m)
-            run = run_metrics.copy() if type(run_metrics) is dict else dict(run_metrics)
+            run: dict[str, float] = (
+                run_metrics.copy() if type(run_metrics) is dict else dict(run_metrics)
+            )
             when = time.time() if wall_time is None else wall_time
             record = (step, when, run, channels)
             # points are counted (`queued`) by the writer: each touch of the 17 dicts or of a
