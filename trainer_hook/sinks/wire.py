@@ -53,29 +53,42 @@ def build_points_body(
 ) -> dict[str, Any]:
     """Group records into the `{"series": [...]}` body; within a batch the last write of a
     (metric, channel, step) wins, as it does on the server. `pause` is called after each
-    record (the sender passes `gil.yield_gil` to let the training thread run)."""
-    latest: dict[SeriesKey, dict[int, tuple[float, float]]] = {}
+    record (the sender passes `gil.yield_gil` to let the training thread run).
+
+    Per series, values and wall times are kept in two `{step: float}` dicts, not one dict of
+    `(value, wall_time)` tuples: ints and floats are not tracked by the garbage collector, so a
+    batch of thousands of points adds no objects for a collection (which holds the GIL) to walk.
+    """
+    values: dict[SeriesKey, dict[int, float]] = {}
+    walls: dict[SeriesKey, dict[int, float]] = {}
     for step, wall_time, run, channels in records:
         if pause is not None:
             pause()
         for metric, value in run.items():
-            latest.setdefault((metric, None), {})[step] = (value, wall_time)
+            key: SeriesKey = (metric, None)
+            if key not in values:
+                values[key], walls[key] = {}, {}
+            values[key][step] = value
+            walls[key][step] = wall_time
         for channel_name, metrics in channels.items():
             for metric, value in metrics.items():
-                latest.setdefault((metric, channel_name), {})[step] = (value, wall_time)
-    series = []
-    for (metric, channel), by_step in latest.items():
-        steps = list(by_step)
-        series.append(
+                key = (metric, channel_name)
+                if key not in values:
+                    values[key], walls[key] = {}, {}
+                values[key][step] = value
+                walls[key][step] = wall_time
+    return {
+        "series": [
             {
                 "metric": metric,
                 "channel": channel,
-                "steps": steps,
-                "values": [wire_value(by_step[s][0]) for s in steps],
-                "wall_times": [by_step[s][1] for s in steps],
+                "steps": list(by_step),
+                "values": [wire_value(v) for v in by_step.values()],
+                "wall_times": list(walls[(metric, channel)].values()),
             }
-        )
-    return {"series": series}
+            for (metric, channel), by_step in values.items()
+        ]
+    }
 
 
 def gzip_json(body: Mapping[str, Any]) -> bytes:
