@@ -315,3 +315,29 @@ def test_a_connection_the_server_closed_while_idle_is_not_a_failure(tmp_path: Pa
         sender.close()
     finally:
         receiver.stop()
+
+
+def test_a_writer_thread_that_cannot_start_is_reported_and_drops_loudly(
+    receiver: Receiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    sender = HttpSender(**fast_settings(tmp_path, receiver.url))
+    with caplog.at_level(logging.ERROR):
+        sender.log_step(0, {"lm_loss": 1.0}, {"a": {"loss": 2.0}})  # returns; the start fails later
+        deadline = time.monotonic() + 5
+        while sender._state != "failed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert sender._state == "failed"
+    assert "cannot start the writer thread" in caplog.text
+    assert sender.counters.dropped == sender.counters.queued == 2
+    sender.log_step(1, {"lm_loss": 1.0}, {})  # ignored, never raises
+    assert sender.flush(1) is False
+    sender.close()
