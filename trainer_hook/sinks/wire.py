@@ -64,15 +64,9 @@ def build_points_body(
     for step, wall_time, run, channels in records:
         if pause is not None:
             pause()
-        for metric, value in run.items():
-            key: SeriesKey = (metric, None)
-            if key not in values:
-                values[key], walls[key] = {}, {}
-            values[key][step] = value
-            walls[key][step] = wall_time
-        for channel_name, metrics in channels.items():
+        for channel_name, metrics in ((None, run), *channels.items()):
             for metric, value in metrics.items():
-                key = (metric, channel_name)
+                key: SeriesKey = (metric, channel_name)
                 if key not in values:
                     values[key], walls[key] = {}, {}
                 values[key][step] = value
