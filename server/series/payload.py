@@ -4,46 +4,33 @@ Body: ``{"series": [{"metric": str, "channel": str|null, "steps": [int], "values
 "wall_times": [float]?}]}``. Values are JSON numbers or ``"NaN"``, ``"Infinity"``,
 ``"-Infinity"``. Steps are integers in ``[0, 2**53)``. Missing ``wall_times`` default to the
 time the server received the batch.
+
+The body may instead (or as well) carry ``"records"``: one object per training step, as the
+trainer hook's sender writes them (`records.py`); they are grouped into series here, after the
+``"series"`` ones, so a record's point wins over a series' point of the same step.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
 from server.series.chunks import FloatArray, IntArray
+from server.series.payload_types import (
+    MAX_NAME,
+    MAX_STEP,
+    SPECIAL_VALUES,
+    ParsedSeries,
+    PayloadError,
+)
+from server.series.records import parse_records
 
-MAX_STEP = 2**53
-MAX_NAME = 255
-_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+__all__ = ["MAX_NAME", "MAX_STEP", "ParsedSeries", "PayloadError", "parse_points"]
+
+_SPECIAL = SPECIAL_VALUES
 _NUMBER = {int, float}
-
-
-class PayloadError(ValueError):
-    """A field of the body is malformed; ``loc`` is its path, as in FastAPI's 422 errors."""
-
-    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
-        super().__init__(msg)
-        self.loc = ("body", *loc)
-        self.msg = msg
-
-    def detail(self) -> list[dict[str, Any]]:
-        return [{"loc": list(self.loc), "msg": self.msg, "type": "value_error"}]
-
-
-@dataclass(slots=True)
-class ParsedSeries:
-    """One validated series of a batch; ``channel`` is ``""`` for run-level metrics."""
-
-    metric: str
-    channel: str
-    steps: IntArray
-    values: FloatArray
-    wall_times: FloatArray
 
 
 def _first_bad(items: list[Any], ok: set[type]) -> int:
@@ -118,11 +105,15 @@ def parse_points(body: bytes, *, now: float) -> list[ParsedSeries]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError((), f"body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("series"), list):
-        raise PayloadError(("series",), 'body must be an object {"series": [...]}')
+    if not isinstance(doc, dict) or not ("series" in doc or "records" in doc):
+        raise PayloadError(
+            ("series",), 'body must be an object {"series": [...]} or {"records": [...]}'
+        )
+    if not isinstance(doc.get("series", []), list):
+        raise PayloadError(("series",), "must be a list of series")
     parsed: list[ParsedSeries] = []
     seen: set[tuple[str, str]] = set()
-    for k, item in enumerate(doc["series"]):
+    for k, item in enumerate(doc.get("series", [])):
         loc: tuple[str | int, ...] = ("series", k)
         if not isinstance(item, dict):
             raise PayloadError(loc, "must be an object with metric, channel, steps, values")
@@ -147,4 +138,23 @@ def parse_points(body: bytes, *, now: float) -> list[ParsedSeries]:
             )
         if steps.size:
             parsed.append(ParsedSeries(metric, channel, steps, values, walls))
+    if "records" in doc:
+        return _merge(parsed, parse_records(doc["records"], now))
     return parsed
+
+
+def _merge(first: list[ParsedSeries], then: list[ParsedSeries]) -> list[ParsedSeries]:
+    """One series per (metric, channel): ``then``'s points after ``first``'s."""
+    out = {(s.metric, s.channel): s for s in first}
+    for s in then:
+        old = out.get((s.metric, s.channel))
+        if old is not None:
+            s = ParsedSeries(
+                s.metric,
+                s.channel,
+                np.concatenate([old.steps, s.steps]),
+                np.concatenate([old.values, s.values]),
+                np.concatenate([old.wall_times, s.wall_times]),
+            )
+        out[(s.metric, s.channel)] = s
+    return list(out.values())

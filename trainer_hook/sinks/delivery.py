@@ -8,6 +8,10 @@ commits what the server accepted, and decides what each failure means.
 | 404 | register the run again, then retry |
 | 413 | halve the batch size |
 | other 4xx | resend the batch one step per request; a step refused alone goes to rejected.jsonl |
+
+A batch is the steps' spool lines, joined and gzipped (`wire.records_body`): this thread never
+decodes or encodes a point. The run is registered once; channels first seen in points are added
+to the run by the server.
 """
 
 from __future__ import annotations
@@ -21,30 +25,32 @@ from dataclasses import dataclass
 from trainer_hook.sinks.backoff import Backoff
 from trainer_hook.sinks.config import SenderConfig
 from trainer_hook.sinks.counters import SenderCounters
-from trainer_hook.sinks.gil import yield_gil
 from trainer_hook.sinks.ratelimit import RateLimitedLog
 from trainer_hook.sinks.spool import Spool
 from trainer_hook.sinks.transport import HttpTransport, TransportError
-from trainer_hook.sinks.wire import Record, build_points_body, gzip_points_body, record_to_line
+from trainer_hook.sinks.wire import line_to_record, records_body
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_4XX = {408, 409, 425, 429}
-Fresh = deque[tuple[int, int, int, Record, int]]
+Fresh = deque[tuple[int, int, int, bytes, int]]
 """The writer's hand-off of just-spooled steps: (spool generation, start offset, end offset,
-record, points). The writer only appends, the sender only pops."""
+line without its newline, points). The writer only appends, the sender only pops."""
+
+FRESH_MAX_STEPS = 64
+"""The hand-off keeps at most this many steps; the rest are read back from the spool (when the
+sender is behind: an outage, a backlog). It saves the sender a read of what was just written."""
 
 
 @dataclass(slots=True)
 class Batch:
-    """One POST: its steps, gzipped body, spool end offset and point counts."""
+    """One POST: its steps' lines, gzipped body, spool end offset and point counts."""
 
-    records: list[Record]
+    lines: list[bytes]
     body: bytes
     end: int
     points: int
     replayed: int
-    channels: set[str]
 
 
 class Delivery:
@@ -64,7 +70,6 @@ class Delivery:
         self.config, self.transport, self.counters = config, transport, counters
         self.spool, self.fresh, self.stop, self.wake = spool, fresh, stop, wake
         self.run_id: int | None = None
-        self.registered: set[str] = set()
         self.backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self.batch: Batch | None = None
         self.one_by_one_until = -1  # spool offset up to which steps go one per request
@@ -93,8 +98,7 @@ class Delivery:
             if self.batch is None:
                 return self.config.send_interval_s
         batch = self.batch
-        unknown = self.run_id is None or not batch.channels <= self.registered
-        if unknown and not self._register(batch.channels):
+        if self.run_id is None and not self._register():
             return self.backoff.next_delay()
         try:
             resp = self.transport.post(
@@ -115,21 +119,21 @@ class Delivery:
             self.run_id = None
             self.counters.failed_requests += 1
             return self.backoff.next_delay()
-        if status == 413 and len(batch.records) > 1:
+        if status == 413 and len(batch.lines) > 1:
             self.max_points = max(1, batch.points // 2)
             self.batch = None
             return 0.0
         if 400 <= status < 500 and status not in RETRYABLE_4XX | {401, 403}:
-            if len(batch.records) > 1:  # find the bad step: resend this range one by one
+            if len(batch.lines) > 1:  # find the bad step: resend this range one by one
                 self.one_by_one_until = batch.end
                 self.batch = None
                 return 0.0
-            spool.reject(record_to_line(batch.records[0]))
+            spool.reject(batch.lines[0] + b"\n")
             self.counters.rejected += batch.points
             self._done(batch)
             log.error(
                 "lossradar sender: the server refused step %s (HTTP %d: %s); kept in %s",
-                batch.records[0][0],
+                _step_of(batch.lines[0]),
                 status,
                 resp.body,
                 spool.directory / "rejected.jsonl",
@@ -155,50 +159,45 @@ class Delivery:
         offset, else (replay, backlog) from the spool file."""
         spool = self.spool
         max_steps = 1 if spool.committed < self.one_by_one_until else self.config.batch_max_steps
-        records, end, points = self._take_fresh(max_steps)
+        lines, end, points = self._take_fresh(max_steps)
         replayed = 0
-        if not records:
-            records, end, points, replayed = spool.read_batch(self.max_points, max_steps)
-        if not records:
+        if not lines:
+            lines, end, points, replayed = spool.read_batch(self.max_points, max_steps)
+        if not lines:
             if end > spool.committed:  # only corrupt lines (logged): step over them
                 spool.commit(end)
             return None
-        channels = {c for r in records for c in r[3]}
-        body = gzip_points_body(build_points_body(records, pause=yield_gil), yield_gil)
-        return Batch(records, body, end, points, replayed, channels)
+        return Batch(lines, records_body(lines), end, points, replayed)
 
-    def _take_fresh(self, max_steps: int) -> tuple[list[Record], int, int]:
+    def _take_fresh(self, max_steps: int) -> tuple[list[bytes], int, int]:
         """Steps from the hand-off that start exactly at the committed offset:
-        (records, end offset, points); none when the hand-off does not continue it."""
+        (lines, end offset, points); none when the hand-off does not continue it."""
         fresh, generation, end = self.fresh, self.spool.generation, self.spool.committed
-        records: list[Record] = []
+        lines: list[bytes] = []
         points = 0
-        while fresh and len(records) < max_steps:
-            gen, start, stop, record, n = fresh[0]
+        while fresh and len(lines) < max_steps:
+            gen, start, stop, line, n = fresh[0]
             if gen != generation or stop <= end:
                 fresh.popleft()  # already sent (read from the file) or before a compaction
                 continue
-            if start != end or (records and points + n > self.max_points):
+            if start != end or (lines and points + n > self.max_points):
                 break
             fresh.popleft()
-            records.append(record)
+            lines.append(line)
             points += n
             end = stop
-        return records, end, points
+        return lines, end, points
 
-    def _register(self, channels: set[str]) -> bool:
-        """Create or get the run by key (POST /api/v1/runs), adding `channels`."""
+    def _register(self) -> bool:
+        """Create or get the run by key (POST /api/v1/runs) with the configured channels."""
         cfg = self.config
-        entries = cfg.channel_entries()
-        known = {e["name"] for e in entries}
-        entries += [{"name": c} for c in sorted(channels - known)]
         body = {
             "key": cfg.run_key,
             "name": cfg.run_name or cfg.run_key,
             "project": cfg.project,
             "tags": list(cfg.tags),
             "config": dict(cfg.run_config),
-            "channels": entries,
+            "channels": cfg.channel_entries(),
         }
         try:
             resp = self.transport.post("/api/v1/runs", json.dumps(body).encode(), gzipped=False)
@@ -208,11 +207,6 @@ class Delivery:
             return False
         if resp.status in (200, 201) and isinstance(resp.body, dict) and "id" in resp.body:
             self.run_id = int(resp.body["id"])
-            self.registered = {e["name"] for e in entries} | {
-                str(c["name"])
-                for c in resp.body.get("channels") or []
-                if isinstance(c, dict) and "name" in c
-            }
             return True
         self.counters.failed_requests += 1
         self.warn_auth(
@@ -221,3 +215,11 @@ class Delivery:
             resp.body,
         )
         return False
+
+
+def _step_of(line: bytes) -> object:
+    """The step of a spool line, for a log message (the line itself when it does not parse)."""
+    try:
+        return line_to_record(line)[0]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return line[:80]

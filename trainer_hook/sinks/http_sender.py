@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from trainer_hook.sinks.config import SenderConfig
 from trainer_hook.sinks.counters import SenderCounters
-from trainer_hook.sinks.delivery import Delivery, Fresh
+from trainer_hook.sinks.delivery import FRESH_MAX_STEPS, Delivery, Fresh
 from trainer_hook.sinks.gil import yield_gil
 from trainer_hook.sinks.ratelimit import RateLimitedLog
 from trainer_hook.sinks.spool import Spool, SpoolLockedError
@@ -332,19 +332,17 @@ class HttpSender:
         if not unwritten:
             return True
         lines: list[bytes] = []
-        kept: list[tuple[Record, int, int]] = []  # (record, line length, points)
-        points = 0
+        counts: list[int] = []
         for record in unwritten:
+            n = record_points(record)
             try:
-                line = record_to_line(record)
+                line = record_to_line(record, n)
             except (TypeError, ValueError):
-                self.counters.invalid += record_points(record)
+                self.counters.invalid += n
                 log.error("lossradar sender: step %r has a non-numeric value; skipped", record[0])
                 continue
-            n = record_points(record)
             lines.append(line)
-            kept.append((record, len(line), n))
-            points += n
+            counts.append(n)
             yield_gil()  # let the training thread take the GIL between records
         assert self._spool is not None
         try:
@@ -358,11 +356,14 @@ class HttpSender:
             )
             return False
         unwritten.clear()
-        self.counters.spooled += points
-        if len(self._fresh) < 2 * self.config.batch_max_steps:
-            for record, size, n in kept:
-                self._fresh.append((generation, offset, offset + size, record, n))
-                offset += size
+        self.counters.spooled += sum(counts)
+        fresh = self._fresh
+        for line, n in zip(lines, counts, strict=True):
+            if len(fresh) >= FRESH_MAX_STEPS:
+                break
+            end = offset + len(line)
+            fresh.append((generation, offset, end, line[:-1], n))
+            offset = end
         return True
 
     # ---- fork ------------------------------------------------------------------------------

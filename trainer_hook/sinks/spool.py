@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from trainer_hook.sinks.gil import yield_gil
-from trainer_hook.sinks.wire import Record, line_to_record, record_points
+from trainer_hook.sinks.wire import line_points
 
 log = logging.getLogger(__name__)
 
@@ -111,43 +111,43 @@ class Spool:
                 self._fsync_locked()
             return self.generation, start
 
-    def read_batch(self, max_points: int, max_records: int) -> tuple[list[Record], int, int, int]:
+    def read_batch(self, max_points: int, max_records: int) -> tuple[list[bytes], int, int, int]:
         """Read records from the committed offset: up to `max_points` points (at least one record)
-        and `max_records` records. Returns (records, end offset, points, replayed points).
-        Corrupt lines are skipped with an error log."""
+        and `max_records` records. Returns (lines as they go on the wire, end offset, points,
+        replayed points). Corrupt lines are skipped with an error log."""
         with self.lock:
             start, end = self.committed, self.written
-        records: list[Record] = []
+        lines: list[bytes] = []
         points = replayed = 0
         offset = start
         chunk_size = 1 << 20
-        while offset < end and len(records) < max_records:
+        while offset < end and len(lines) < max_records:
             chunk = os.pread(self._reader, min(end - offset, chunk_size), offset)
             pos = 0
-            while len(records) < max_records:
+            while len(lines) < max_records:
                 nl = chunk.find(b"\n", pos)
                 if nl < 0:
                     break
                 try:
-                    record = line_to_record(chunk[pos : nl + 1])
+                    line, n = line_points(chunk[pos:nl])
                 except (ValueError, KeyError, TypeError, AttributeError):
                     log.error("lossradar spool: skipping a corrupt line at offset %d", offset + pos)
                     pos = nl + 1
                     continue
-                yield_gil()  # let the training thread take the GIL between records
-                n = record_points(record)
-                if records and points + n > max_points:
-                    return records, offset + pos, points, replayed
-                records.append(record)
+                if lines and points + n > max_points:
+                    return lines, offset + pos, points, replayed
+                lines.append(line)
                 points += n
                 if offset + pos < self.replay_end:
                     replayed += n
                 pos = nl + 1
+                if len(lines) % 16 == 0:
+                    yield_gil()  # let the training thread take the GIL
             if pos == 0:  # a line longer than the chunk (complete lines end at `end`)
                 chunk_size *= 2
                 continue
             offset += pos
-        return records, offset, points, replayed
+        return lines, offset, points, replayed
 
     def commit(self, offset: int) -> None:
         """Mark everything before `offset` acknowledged; compact when all is acknowledged."""

@@ -1,10 +1,17 @@
 """Encoding step records for the spool file and for `POST /api/v1/runs/{id}/points`.
 
-A *record* is one logged step: `(step, wall_time, run_metrics, channel_metrics)`. In the spool
-it is one JSON line `{"s": step, "t": wall_time, "r": {...}, "c": {channel: {...}}}` (Python's
-json writes NaN/Infinity literally and reads them back). On the wire the REST contract wants
-series grouped by (metric, channel), with non-finite values as the strings "NaN", "Infinity",
-"-Infinity".
+A *record* is one logged step: `(step, wall_time, run_metrics, channel_metrics)`. It is encoded
+once, by the writer thread, as one strict-JSON spool line
+
+    {"n": points, "s": step, "t": wall_time, "r": {metric: value}, "c": {channel: {metric: value}}}
+
+with non-finite values as the strings "NaN", "Infinity", "-Infinity", as the REST API writes
+them. The same bytes are the request body's records: `{"records": [line, line, ...]}`, so the
+sender thread joins and gzips bytes and never decodes or re-encodes a point (the server groups
+records into series). `n`, the record's point count, comes first so the sender counts points
+without parsing, and the server checks it.
+
+Lines written by older versions (no `"n"`, NaN written as a bare `NaN`) are re-encoded when read.
 """
 
 from __future__ import annotations
@@ -12,31 +19,81 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Record = tuple[int, float, dict[str, float], dict[str, dict[str, float]]]
-SeriesKey = tuple[str, str | None]
 
-
-def record_to_line(record: Record) -> bytes:
-    """One spool line (with its newline) for a record."""
-    step, wall_time, run, channels = record
-    obj = {"s": int(step), "t": float(wall_time), "r": _floats(run), "c": _nested_floats(channels)}
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-def line_to_record(line: bytes) -> Record:
-    """Parse one spool line; raises ValueError on a corrupt line."""
-    obj = json.loads(line)
-    if not isinstance(obj, dict) or "s" not in obj:
-        raise ValueError(f"not a spool record: {line[:80]!r}")
-    return int(obj["s"]), float(obj["t"]), dict(obj["r"]), {k: dict(v) for k, v in obj["c"].items()}
+_PREFIX = b'{"n":'
+# after a value's colon: a string, true/false/null or a list is not a number
+_NOT_A_NUMBER = re.compile(r':(?:"|true|false|null|\[)')
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def record_points(record: Record) -> int:
     """Number of points in a record."""
     return len(record[2]) + sum(len(m) for m in record[3].values())
+
+
+def record_to_line(record: Record, points: int | None = None) -> bytes:
+    """One spool line (with its newline) for a record; `points` is `record_points(record)` when
+    the caller has it. Raises TypeError or ValueError for a value that is not a number.
+
+    Plain float dicts take one C-level `json` call, checked on its text: no string, boolean,
+    null or list after a colon, and one brace per dict (no dict where a number belongs). Other
+    values (numpy scalars, bools, non-finite floats) are converted with `float()` first; a key
+    that looks like a value only sends its record down that slower path."""
+    step, wall_time, run, channels = record
+    n = record_points(record) if points is None else points
+    try:
+        if type(step) is not int or type(wall_time) is not float:
+            raise TypeError
+        text = _encode({"n": n, "s": step, "t": wall_time, "r": run, "c": channels})
+        if text.count("{") != 3 + len(channels) or _NOT_A_NUMBER.search(text):
+            raise TypeError
+    except (TypeError, ValueError):
+        text = _encode(
+            {
+                "n": n,
+                "s": int(step),
+                "t": float(wall_time),
+                "r": _wire_floats(run),
+                "c": {str(c): _wire_floats(m) for c, m in channels.items()},
+            }
+        )
+    return text.encode() + b"\n"
+
+
+def line_to_record(line: bytes) -> Record:
+    """Parse one spool line (either format); raises ValueError on a corrupt line."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict) or "s" not in obj:
+        raise ValueError(f"not a spool record: {line[:80]!r}")
+    channels = {str(c): _floats(m) for c, m in obj["c"].items()}
+    return int(obj["s"]), float(obj["t"]), _floats(obj["r"]), channels
+
+
+def line_points(line: bytes) -> tuple[bytes, int]:
+    """(the line as it goes on the wire, without its newline; its point count).
+
+    A current line (it starts with `{"n":`) is sliced, not parsed; an older one is parsed and
+    re-encoded. Raises ValueError (or KeyError, TypeError) on a corrupt line. (A corrupt line
+    that starts like a current one is refused by the server and kept in rejected.jsonl.)"""
+    body = line.rstrip(b"\n")
+    if body.startswith(_PREFIX):
+        return body, int(body[5 : body.index(b",", 5)])
+    record = line_to_record(body)
+    n = record_points(record)
+    return record_to_line(record, n)[:-1], n
+
+
+def records_body(lines: Iterable[bytes]) -> bytes:
+    """The points request body for encoded records (lines without their newline), gzipped
+    (level 6: about 75x smaller for metric records; zlib releases the GIL while it works)."""
+    raw = b'{"records":[' + b",".join(lines) + b"]}"
+    return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 def wire_value(value: float) -> float | str:
@@ -48,63 +105,15 @@ def wire_value(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def build_points_body(
-    records: Iterable[Record], pause: Callable[[], object] | None = None
-) -> dict[str, Any]:
-    """Group records into the `{"series": [...]}` body; within a batch the last write of a
-    (metric, channel, step) wins, as it does on the server. `pause` is called after each
-    record (the sender passes `gil.yield_gil` to let the training thread run).
-
-    Per series, values and wall times are kept in two `{step: float}` dicts, not one dict of
-    `(value, wall_time)` tuples: ints and floats are not tracked by the garbage collector, so a
-    batch of thousands of points adds no objects for a collection (which holds the GIL) to walk.
-    """
-    values: dict[SeriesKey, dict[int, float]] = {}
-    walls: dict[SeriesKey, dict[int, float]] = {}
-    for step, wall_time, run, channels in records:
-        if pause is not None:
-            pause()
-        for channel_name, metrics in ((None, run), *channels.items()):
-            for metric, value in metrics.items():
-                key: SeriesKey = (metric, channel_name)
-                if key not in values:
-                    values[key], walls[key] = {}, {}
-                values[key][step] = value
-                walls[key][step] = wall_time
-    return {
-        "series": [
-            {
-                "metric": metric,
-                "channel": channel,
-                "steps": list(by_step),
-                "values": [wire_value(v) for v in by_step.values()],
-                "wall_times": list(walls[(metric, channel)].values()),
-            }
-            for (metric, channel), by_step in values.items()
-        ]
-    }
-
-
 def gzip_json(body: Mapping[str, Any]) -> bytes:
-    """Compact JSON, gzipped (level 6 is ~10x smaller for metric batches at a few ms/MB)."""
+    """Compact JSON, gzipped."""
     raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-def gzip_points_body(body: Mapping[str, Any], pause: Callable[[], object]) -> bytes:
-    """`gzip_json` of a points body, encoded one series at a time with `pause()` in between,
-    so no single C call holds the GIL for the whole batch (gzip itself releases it)."""
-    parts = []
-    for series in body["series"]:
-        parts.append(json.dumps(series, separators=(",", ":"), allow_nan=False))
-        pause()
-    raw = ('{"series":[' + ",".join(parts) + "]}").encode()
-    return gzip.compress(raw, compresslevel=6, mtime=0)
+def _wire_floats(metrics: Mapping[str, Any]) -> dict[str, float | str]:
+    return {str(k): wire_value(float(v)) for k, v in metrics.items()}
 
 
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in metrics.items()}
-
-
-def _nested_floats(channels: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    return {str(c): _floats(m) for c, m in channels.items()}
+    return {str(k): _SPECIAL[v] if type(v) is str else float(v) for k, v in metrics.items()}

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -88,9 +89,19 @@ class FaultProxy:
         payload: dict[str, Any] = json.loads(raw)
         run = path.split("/")[4]
         with self.lock:
-            for s in payload["series"]:
-                for step in s["steps"]:
-                    self.delivered[(run, s["metric"], s["channel"], step)] += 1
+            for metric, channel, step, _ in body_points(payload):
+                self.delivered[(run, metric, channel, step)] += 1
+
+
+def body_points(body: dict[str, Any]) -> Iterator[tuple[str, str | None, int, Any]]:
+    """(metric, channel, step, value) of a points body, in either form (series or records)."""
+    for s in body.get("series", []):
+        for step, value in zip(s["steps"], s["values"], strict=True):
+            yield s["metric"], s["channel"], step, value
+    for r in body.get("records", []):
+        for channel, metrics in ((None, r.get("r", {})), *r.get("c", {}).items()):
+            for metric, value in metrics.items():
+                yield metric, channel, r["s"], value
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:

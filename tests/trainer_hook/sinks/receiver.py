@@ -14,6 +14,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.trainer_hook.sinks.proxy import body_points
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, key TEXT UNIQUE, channels TEXT);
 CREATE TABLE IF NOT EXISTS points (run INTEGER, metric TEXT, channel TEXT, step INTEGER,
@@ -83,19 +85,16 @@ class Receiver:
             run_id = int(parts[4])
             if self.db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is None:
                 return 404, {"detail": "run not found"}
-            n = 0
+            points = list(body_points(body))
             self.db.execute("BEGIN")
-            for s in body["series"]:
-                channel = s["channel"] if s["channel"] is not None else ""
-                for step, value in zip(s["steps"], s["values"], strict=True):
-                    self.db.execute(
-                        "INSERT INTO points VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET "
-                        "value=excluded.value, deliveries=deliveries+1",
-                        (run_id, s["metric"], channel, step, json.dumps(value)),
-                    )
-                    n += 1
+            for metric, channel, step, value in points:
+                self.db.execute(
+                    "INSERT INTO points VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET "
+                    "value=excluded.value, deliveries=deliveries+1",
+                    (run_id, metric, channel or "", step, json.dumps(value)),
+                )
             self.db.execute("COMMIT")
-            return 200, {"accepted": n, "last_step": 0}
+            return 200, {"accepted": len(points), "last_step": 0}
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:

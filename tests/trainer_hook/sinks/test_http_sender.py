@@ -80,7 +80,7 @@ def test_a_step_the_server_refuses_is_isolated_and_kept(
     original = receiver.handle
 
     def refuse_step_3(path: str, body: dict) -> tuple[int, dict]:
-        if path.endswith("/points") and any(3 in s["steps"] for s in body["series"]):
+        if path.endswith("/points") and any(r["s"] == 3 for r in body["records"]):
             return 422, {"detail": "step 3 is bad"}
         return original(path, body)
 
@@ -94,7 +94,7 @@ def test_a_step_the_server_refuses_is_isolated_and_kept(
     assert sender.counters.rejected == len(expected_points(range(3, 4)))
     rejected = (sender.config.run_spool_dir / "rejected.jsonl").read_text().splitlines()
     assert len(rejected) == 1
-    assert rejected[0].startswith('{"s":3,')
+    assert rejected[0].startswith(f'{{"n":{len(expected_points(range(3, 4)))},"s":3,')
     assert "refused step 3 (HTTP 422" in caplog.text
     sender.close()
 
@@ -119,9 +119,10 @@ def test_bad_token_keeps_spooling_and_logs(
     fixed.close()
 
 
-def test_new_channels_are_registered_before_their_points(
+def test_the_run_is_registered_once_and_new_channels_travel_with_their_points(
     receiver: Receiver, tmp_path: Path
 ) -> None:
+    """The server adds a channel first seen in points to the run (tested on the server)."""
     seen: list[list[str]] = []
     original = receiver.handle
 
@@ -136,7 +137,8 @@ def test_new_channels_are_registered_before_their_points(
     assert sender.flush(5)
     sender.log_step(1, {"lm_loss": 1.0}, {"a": {"loss": 1.0}, "b": {"loss": 2.0}})
     assert sender.flush(5)
-    assert seen == [["a"], ["a", "b"]]
+    assert seen == [["a"]]
+    assert receiver.points()[("loss", "b", 1)] == 2.0
     assert sender.run_id == 1
     sender.close()
 

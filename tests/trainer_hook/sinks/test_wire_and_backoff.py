@@ -10,43 +10,64 @@ import random
 import pytest
 
 from trainer_hook.sinks.backoff import Backoff
-from trainer_hook.sinks.wire import build_points_body, gzip_json, gzip_points_body, wire_value
+from trainer_hook.sinks.wire import (
+    gzip_json,
+    line_points,
+    line_to_record,
+    record_to_line,
+    records_body,
+    wire_value,
+)
 
 
-def test_points_body_groups_series_and_last_write_wins() -> None:
-    records = [
-        (1, 10.0, {"lm_loss": 2.0}, {"fin": {"loss": 3.0}}),
-        (2, 20.0, {"lm_loss": math.nan}, {"fin": {"loss": math.inf}, "gen": {"loss": 1.0}}),
-        (1, 30.0, {"lm_loss": 2.5}, {}),  # step 1 logged again after a resume
-    ]
-    body = build_points_body(records)
+def test_record_line_is_strict_json_with_its_point_count_first() -> None:
+    record = (2, 20.0, {"lm_loss": math.nan}, {"fin": {"loss": math.inf, "tokens": 3.0}})
+    line = record_to_line(record)
+    assert line == (
+        b'{"n":3,"s":2,"t":20.0,"r":{"lm_loss":"NaN"},"c":{"fin":{"loss":"Infinity","tokens":3.0}}}\n'
+    )
+    assert line_points(line) == (line[:-1], 3)
+    got = line_to_record(line)
+    assert got[:2] == (2, 20.0)
+    assert math.isnan(got[2]["lm_loss"])
+    assert got[3] == {"fin": {"loss": math.inf, "tokens": 3.0}}
+
+
+@pytest.mark.parametrize(
+    "value", ["abc", None, [1.0], {"x": 1.0}], ids=["str", "none", "list", "dict"]
+)
+def test_a_value_that_is_not_a_number_is_refused(value: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        record_to_line((1, 1.0, {"x": value}, {}))  # type: ignore[dict-item]
+    with pytest.raises((TypeError, ValueError)):
+        record_to_line((1, 1.0, {}, {"c": {"x": value}}))  # type: ignore[dict-item]
+
+
+def test_numbers_of_other_types_and_value_like_names_are_converted() -> None:
+    np = pytest.importorskip("numpy")
+    record = (np.int64(3), 2, {"x": np.float32(0.5), "ok": True, 'a:"b': 1}, {":null": {"m": 2}})
+    assert record_to_line(record) == (  # type: ignore[arg-type]
+        b'{"n":4,"s":3,"t":2.0,"r":{"x":0.5,"ok":1.0,"a:\\"b":1.0},"c":{":null":{"m":2.0}}}\n'
+    )
+
+
+def test_old_spool_lines_are_re_encoded_for_the_wire() -> None:
+    old = b'{"s":1,"t":1.0,"r":{"a":NaN},"c":{"x":{"m":-Infinity}}}\n'
+    assert line_points(old) == (
+        b'{"n":2,"s":1,"t":1.0,"r":{"a":"NaN"},"c":{"x":{"m":"-Infinity"}}}',
+        2,
+    )
+    with pytest.raises(ValueError, match="Expecting value"):
+        line_points(b"garbage\n")
+
+
+def test_records_body_is_the_lines_joined_and_gzipped() -> None:
+    lines = [record_to_line((s, 1.0, {"a": float(s)}, {}))[:-1] for s in range(3)]
+    body = json.loads(gzip.decompress(records_body(lines)))
     assert body == {
-        "series": [
-            {
-                "metric": "lm_loss",
-                "channel": None,
-                "steps": [1, 2],
-                "values": [2.5, "NaN"],
-                "wall_times": [30.0, 20.0],
-            },
-            {
-                "metric": "loss",
-                "channel": "fin",
-                "steps": [1, 2],
-                "values": [3.0, "Infinity"],
-                "wall_times": [10.0, 20.0],
-            },
-            {
-                "metric": "loss",
-                "channel": "gen",
-                "steps": [2],
-                "values": [1.0],
-                "wall_times": [20.0],
-            },
-        ]
+        "records": [{"n": 1, "s": s, "t": 1.0, "r": {"a": float(s)}, "c": {}} for s in range(3)]
     }
-    assert json.loads(gzip.decompress(gzip_json(body))) == body
-    assert gzip_points_body(body, pause=lambda: None) == gzip_json(body)
+    assert json.loads(gzip.decompress(gzip_json({"a": 1}))) == {"a": 1}
 
 
 def test_wire_value() -> None:
