@@ -8,18 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server.test_points_api import Auth, read
+from tests.server.test_points_api import read, run_id, w
 
-
-@pytest.fixture
-def w(auth: Auth) -> dict[str, str]:
-    return auth("read", "write")
-
-
-@pytest.fixture
-def run_id(client: TestClient, w: dict[str, str]) -> int:
-    resp = client.post("/api/v1/runs", json={"key": "r", "channels": [{"name": "fin"}]}, headers=w)
-    return int(resp.json()["id"])
+__all__ = ["run_id", "w"]  # fixtures shared with the series form's tests
 
 
 def post(client: TestClient, run_id: int, body: dict[str, Any], w: dict[str, str]) -> Any:
