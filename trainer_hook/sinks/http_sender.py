@@ -287,7 +287,7 @@ class HttpSender:
             return
         with self._write_lock:
             spooled_before = self.counters.spooled
-            if self._write_unwritten(extra=record):
+            if self._write_unwritten(extra=record, pause=False):
                 self.counters.spilled += self.counters.spooled - spooled_before
                 return
             self._unwritten.pop()  # `record` (counted as queued): dropped
@@ -317,24 +317,29 @@ class HttpSender:
             if stopping:
                 return
 
-    def _write_unwritten(self, extra: Record | None = None) -> bool:
+    def _write_unwritten(self, extra: Record | None = None, *, pause: bool = True) -> bool:
         """Move queued steps (and `extra`) to the spool; caller holds `_write_lock`. Returns
-        False if the spool write failed (the steps stay in memory for the next try)."""
+        False if the spool write failed (the steps stay in memory for the next try). `pause`:
+        leave the GIL to the training thread before each step (the writer thread does; the
+        training thread itself, spilling a full queue, does not)."""
         queue, unwritten, limit = self._queue, self._unwritten, self.config.max_queue_steps
         taken = len(unwritten)
         while queue and len(unwritten) < limit:
             unwritten.append(queue.popleft())
         if extra is not None:
             unwritten.append(extra)
-        # `queued` counts each step once, when it leaves the queue (a failed write keeps it in
-        # `unwritten` for the next try, already counted)
-        self.counters.queued += sum(map(record_points, unwritten[taken:]))
         if not unwritten:
             return True
         lines: list[bytes] = []
         counts: list[int] = []
-        for record in unwritten:
+        for i, record in enumerate(unwritten):
+            if pause:
+                yield_gil()
             n = record_points(record)
+            # `queued` counts a step once, when it leaves the queue (a failed write keeps it in
+            # `unwritten` for the next try, already counted)
+            if i >= taken:
+                self.counters.queued += n
             try:
                 line = record_to_line(record, n)
             except (TypeError, ValueError):
@@ -343,7 +348,6 @@ class HttpSender:
                 continue
             lines.append(line)
             counts.append(n)
-            yield_gil()  # let the training thread take the GIL between records
         assert self._spool is not None
         try:
             generation, offset = self._spool.append(b"".join(lines))
