@@ -20,7 +20,9 @@ Figures:
   The sender's threads run on other CPUs, so the only way they can delay the loop's thread is
   to hold the GIL it wants, and that makes it wait. A step in which the thread never waited was
   late because the machine woke it late (on this project's virtual machine: 1-4 ms, about once
-  every few seconds, in the NullSink loop as much as in the sender's), which is not charged;
+  every few seconds, in the NullSink loop as much as in the sender's), which is not charged.
+  When the loop has no CPU of its own (one CPU, or `--no-pin`) every step's whole stall is
+  charged, since a thread sharing its CPU delays it without making it wait;
 - lost = logged (metric, channel, step) points missing on the server, or with another value;
 - duplicated = points the server acknowledged more than once (counted by the proxy).
 
@@ -194,11 +196,18 @@ class LoopTimes:
 
 
 def run_loop(
-    sink: MetricSink, steps: int, step_s: float, before_step: Callable[[int], None] | None = None
+    sink: MetricSink,
+    steps: int,
+    step_s: float,
+    before_step: Callable[[int], None] | None = None,
+    *,
+    own_cpu: bool = True,
 ) -> LoopTimes:
-    """The simulated training loop."""
+    """The simulated training loop. `own_cpu`: the sink's threads run on other CPUs, so waits
+    are what they can cause; otherwise every step counts as waited (its whole stall is charged:
+    a thread sharing the loop's CPU delays it without making it wait)."""
     times = LoopTimes()
-    switches = voluntary_switches()
+    switches = voluntary_switches() if own_cpu else None
     gc.collect()
     for step in range(steps):
         if before_step is not None:
@@ -262,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     pin(0, loop_cpus)
     print(f"cpus: training loop {loop_cpus or 'any'}, server and proxy {server_cpus or 'any'}")
 
-    base = run_loop(NullSink(), args.baseline_steps or args.steps, step_s)
+    own_cpu = loop_cpus is not None
+    if not own_cpu:
+        print("note: the loop has no CPU of its own: every step's whole stall is charged")
+    base = run_loop(NullSink(), args.baseline_steps or args.steps, step_s, own_cpu=own_cpu)
 
     # Children (and the threads they start) inherit the CPUs of the thread that starts them.
     pin(0, server_cpus)
@@ -300,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.gil_hog_ms > 0:
                 gil_hog(args.gil_hog_ms, stop_hog)
             t_start = time.monotonic()
-            times = run_loop(sender, args.steps, step_s, outage_control)
+            times = run_loop(sender, args.steps, step_s, outage_control, own_cpu=own_cpu)
             loop_s = time.monotonic() - t_start
             stop_hog.set()
             if not outage["over"]:
