@@ -21,6 +21,7 @@ from server.series.chunks import FloatArray, IntArray
 from server.series.payload_types import (
     MAX_NAME,
     MAX_STEP,
+    NOT_A_VALUE,
     SPECIAL_VALUES,
     ParsedSeries,
     PayloadError,
@@ -29,7 +30,6 @@ from server.series.records import parse_records
 
 __all__ = ["MAX_NAME", "MAX_STEP", "ParsedSeries", "PayloadError", "parse_points"]
 
-_SPECIAL = SPECIAL_VALUES
 _NUMBER = {int, float}
 
 
@@ -62,17 +62,13 @@ def _values(raw: Any, loc: tuple[str | int, ...]) -> FloatArray:
         return np.array(raw, dtype=np.float64)
     if not types <= {int, float, str}:
         i = _first_bad(raw, _NUMBER | {str})
-        raise PayloadError(
-            (*loc, i), f'must be a number, "NaN", "Infinity" or "-Infinity", got {raw[i]!r}'
-        )
+        raise PayloadError((*loc, i), f"{NOT_A_VALUE}, got {raw[i]!r}")
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(raw):
         if type(v) is str:
-            if v not in _SPECIAL:
-                raise PayloadError(
-                    (*loc, i), f'must be a number, "NaN", "Infinity" or "-Infinity", got {v!r}'
-                )
-            out[i] = _SPECIAL[v]
+            if v not in SPECIAL_VALUES:
+                raise PayloadError((*loc, i), f"{NOT_A_VALUE}, got {v!r}")
+            out[i] = SPECIAL_VALUES[v]
         else:
             out[i] = v
     return out

@@ -12,6 +12,7 @@ MAX_STEP = 2**53
 MAX_NAME = 255
 SPECIAL_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 Loc = tuple[str | int, ...]
+NOT_A_VALUE = 'must be a number, "NaN", "Infinity" or "-Infinity"'
 
 
 class PayloadError(ValueError):

@@ -20,6 +20,7 @@ import numpy as np
 from server.series.payload_types import (
     MAX_NAME,
     MAX_STEP,
+    NOT_A_VALUE,
     SPECIAL_VALUES,
     Loc,
     ParsedSeries,
@@ -27,7 +28,6 @@ from server.series.payload_types import (
 )
 
 _FIELDS = {"n", "s", "t", "r", "c"}
-_NOT_A_VALUE = 'must be a number, "NaN", "Infinity" or "-Infinity"'
 Columns = tuple[list[int], list[float], list[float]]
 
 
@@ -81,7 +81,7 @@ def _add(
         if type(value) is str and value in SPECIAL_VALUES:
             value = SPECIAL_VALUES[value]
         elif type(value) is not float and type(value) is not int:
-            raise PayloadError((*loc, metric), f"{_NOT_A_VALUE}, got {value!r}")
+            raise PayloadError((*loc, metric), f"{NOT_A_VALUE}, got {value!r}")
         columns = series.get((metric, channel))
         if columns is None:
             _name(metric, (*loc, metric), "metric")

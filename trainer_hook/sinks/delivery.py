@@ -28,7 +28,7 @@ from trainer_hook.sinks.counters import SenderCounters
 from trainer_hook.sinks.ratelimit import RateLimitedLog
 from trainer_hook.sinks.spool import Spool
 from trainer_hook.sinks.transport import HttpTransport, TransportError
-from trainer_hook.sinks.wire import line_to_record, records_body
+from trainer_hook.sinks.wire import LINE_ERRORS, line_to_record, records_body
 
 log = logging.getLogger(__name__)
 
@@ -221,5 +221,5 @@ def _step_of(line: bytes) -> object:
     """The step of a spool line, for a log message (the line itself when it does not parse)."""
     try:
         return line_to_record(line)[0]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except LINE_ERRORS:
         return line[:80]

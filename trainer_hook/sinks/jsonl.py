@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from trainer_hook.sinks.background import BackgroundSink
-from trainer_hook.sinks.wire import Record, wire_value
+from trainer_hook.sinks.wire import Record, wire_floats
 
 
 class JsonlSink(BackgroundSink):
@@ -31,10 +31,8 @@ class JsonlSink(BackgroundSink):
             obj = {
                 "step": step,
                 "wall_time": wall_time,
-                "run": {k: wire_value(float(v)) for k, v in run.items()},
-                "channels": {
-                    c: {k: wire_value(float(v)) for k, v in m.items()} for c, m in channels.items()
-                },
+                "run": wire_floats(run),
+                "channels": {c: wire_floats(m) for c, m in channels.items()},
             }
             lines.append(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
         self._file.write("".join(lines))

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from trainer_hook.sinks.gil import yield_gil
-from trainer_hook.sinks.wire import line_points
+from trainer_hook.sinks.wire import LINE_ERRORS, line_points
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Spool:
                     break
                 try:
                     line, n = line_points(chunk[pos:nl])
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except LINE_ERRORS:
                     log.error("lossradar spool: skipping a corrupt line at offset %d", offset + pos)
                     pos = nl + 1
                     continue

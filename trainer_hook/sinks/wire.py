@@ -26,6 +26,8 @@ from typing import Any
 Record = tuple[int, float, dict[str, float], dict[str, dict[str, float]]]
 
 _PREFIX = b'{"n":'
+LINE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
+"""What parsing a corrupt spool line raises."""
 # after a value's colon: a string, true/false/null or a list is not a number
 _NOT_A_NUMBER = re.compile(r':(?:"|true|false|null|\[)')
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -59,8 +61,8 @@ def record_to_line(record: Record, points: int | None = None) -> bytes:
                 "n": n,
                 "s": int(step),
                 "t": float(wall_time),
-                "r": _wire_floats(run),
-                "c": {str(c): _wire_floats(m) for c, m in channels.items()},
+                "r": wire_floats(run),
+                "c": {str(c): wire_floats(m) for c, m in channels.items()},
             }
         )
     return text.encode() + b"\n"
@@ -79,11 +81,12 @@ def line_points(line: bytes) -> tuple[bytes, int]:
     """(the line as it goes on the wire, without its newline; its point count).
 
     A current line (it starts with `{"n":`) is sliced, not parsed; an older one is parsed and
-    re-encoded. Raises ValueError (or KeyError, TypeError) on a corrupt line. (A corrupt line
-    that starts like a current one is refused by the server and kept in rejected.jsonl.)"""
+    re-encoded. Raises one of `LINE_ERRORS` on a corrupt line. (A corrupt line that starts like
+    a current one is refused by the server and kept in rejected.jsonl.)"""
     body = line.rstrip(b"\n")
     if body.startswith(_PREFIX):
-        return body, int(body[5 : body.index(b",", 5)])
+        start = len(_PREFIX)
+        return body, int(body[start : body.index(b",", start)])
     record = line_to_record(body)
     n = record_points(record)
     return record_to_line(record, n)[:-1], n
@@ -105,13 +108,9 @@ def wire_value(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def gzip_json(body: Mapping[str, Any]) -> bytes:
-    """Compact JSON, gzipped."""
-    raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    return gzip.compress(raw, compresslevel=6, mtime=0)
-
-
-def _wire_floats(metrics: Mapping[str, Any]) -> dict[str, float | str]:
+def wire_floats(metrics: Mapping[str, Any]) -> dict[str, float | str]:
+    """`{metric: value}` as the REST API writes it (`float()` of each value, non-finite ones as
+    strings); raises TypeError or ValueError for a value that is not a number."""
     return {str(k): wire_value(float(v)) for k, v in metrics.items()}
 
 
